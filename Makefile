@@ -1,0 +1,39 @@
+# ruvllm: PGXS build and install. The version has one source: default_version in ruvllm.control.
+EXTENSION = ruvllm
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(dir $(lastword $(MAKEFILE_LIST)))ruvllm.control)
+
+MODULE_big = ruvllm
+OBJS = $(patsubst %.c,%.o,$(wildcard extension/*.c))
+DATA = $(wildcard sql/ruvllm--*.sql)
+PG_CPPFLAGS = -DRUVLLM_VERSION='"$(EXTVERSION)"'
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+# The Python package goes into a per-version directory beside the library; PL/Python puts it
+# first on sys.path once per session, so a user's site-packages cannot shadow it.
+PYTHON_DIR = $(pkglibdir)/ruvllm-python/$(EXTVERSION)
+
+ifneq ($(PGXS),)
+include $(PGXS)
+
+install: install-python
+install-python:
+	$(MKDIR_P) '$(DESTDIR)$(PYTHON_DIR)/ruvllm'
+	$(INSTALL_DATA) python/ruvllm/*.py '$(DESTDIR)$(PYTHON_DIR)/ruvllm/'
+	echo "__version__ = '$(EXTVERSION)'" > '$(DESTDIR)$(PYTHON_DIR)/ruvllm/_version.py'
+
+uninstall: uninstall-python
+uninstall-python:
+	rm -rf '$(DESTDIR)$(PYTHON_DIR)'
+
+.PHONY: install-python uninstall-python
+else
+all install installcheck:
+	@echo "pg_config not found (PG_CONFIG=$(PG_CONFIG)). To install into your PostgreSQL, set PG_CONFIG;" >&2
+	@echo "for the self-contained environment use: make demo, make test (see README.md)." >&2
+	@exit 1
+endif
+
+# Development environment: make env, test, demo, up, down, psql, conninfo.
+include env/dev.mk

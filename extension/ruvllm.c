@@ -1,0 +1,93 @@
+/*
+ * ruvllm.c: the extension's native library.
+ *
+ * Today it tells PL/Python where this version's Python package lives and which version the
+ * library itself is; the background worker that runs the learning loops will live beside it.
+ */
+#include "postgres.h"
+
+#include "commands/event_trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+#ifndef RUVLLM_VERSION
+#error "RUVLLM_VERSION must be defined by the Makefile (from ruvllm.control)"
+#endif
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	/* Settings under ruvllm.* are ours: a typo in postgresql.conf is reported, not ignored. */
+	MarkGUCPrefixReserved("ruvllm");
+}
+
+PG_FUNCTION_INFO_V1(ruvllm_python_dir);
+
+/*
+ * The directory holding one subdirectory per installed version of the Python package. It is
+ * computed from the server's own pkglibdir at run time, so a relocated installation still works.
+ */
+Datum
+ruvllm_python_dir(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("%s/ruvllm-python", pkglib_path)));
+}
+
+PG_FUNCTION_INFO_V1(ruvllm_library_version);
+
+Datum
+ruvllm_library_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(RUVLLM_VERSION));
+}
+
+PG_FUNCTION_INFO_V1(ruvllm_on_drop_extension);
+
+/*
+ * Event trigger (ddl_command_start, DROP EXTENSION). AGE keeps a graph's catalog rows in its own
+ * tables, which DROP EXTENSION ruvllm would leave dangling (and a later CREATE EXTENSION would then
+ * fail on "graph already exists"). Only the parse tree tells whether this DROP names ruvllm, and
+ * only a C trigger can see it; if it does, the graph is dropped the AGE way first, in the same
+ * transaction, so a failed DROP EXTENSION rolls that back too.
+ */
+Datum
+ruvllm_on_drop_extension(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+	bool		drops_ruvllm = false;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ruvllm._on_drop_extension() must be called as an event trigger")));
+	trigdata = (EventTriggerData *) fcinfo->context;
+
+	if (IsA(trigdata->parsetree, DropStmt))
+	{
+		DropStmt   *stmt = (DropStmt *) trigdata->parsetree;
+		ListCell   *lc;
+
+		if (stmt->removeType == OBJECT_EXTENSION)
+			foreach(lc, stmt->objects)
+			{
+				if (strcmp(strVal(lfirst(lc)), "ruvllm") == 0)
+					drops_ruvllm = true;
+			}
+	}
+
+	if (drops_ruvllm)
+	{
+		SPI_connect();
+		SPI_execute("SELECT ruvllm._drop_graph()", false, 0);
+		SPI_finish();
+	}
+	PG_RETURN_NULL();
+}

@@ -1,0 +1,34 @@
+"""Errors that carry a PostgreSQL SQLSTATE.
+
+The package never imports plpy: code raises RuvllmError, and the SQL glue turns it into
+plpy.error(..., sqlstate=..., hint=...) so the client sees a proper SQLSTATE and hint.
+"""
+
+
+class RuvllmError(Exception):
+    """An error meant for the SQL caller."""
+
+    def __init__(self, sqlstate, message, hint=None, detail=None):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+        self.hint = hint
+        self.detail = detail
+
+
+# SQLSTATEs used across the package (PostgreSQL appendix A).
+INVALID_PARAMETER_VALUE = "22023"
+NULL_VALUE_NOT_ALLOWED = "22004"
+STRING_DATA_RIGHT_TRUNCATION = "22001"
+INVALID_TEXT_REPRESENTATION = "22P02"
+NUMERIC_VALUE_OUT_OF_RANGE = "22003"
+UNDEFINED_OBJECT = "42704"
+NO_DATA_FOUND = "P0002"
+OBJECT_NOT_IN_PREREQUISITE_STATE = "55000"
+CONFIG_FILE_ERROR = "F0000"
+EXTERNAL_ROUTINE_EXCEPTION = "38000"
+INTERNAL_ERROR = "XX000"
+
+
+def invalid(message, hint=None, detail=None):
+    return RuvllmError(INVALID_PARAMETER_VALUE, message, hint=hint, detail=detail)

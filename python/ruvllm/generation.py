@@ -1,0 +1,155 @@
+"""Text generation behind one interface.
+
+Everything that generates goes through GenerationBackend. Today the only backend runs llama.cpp
+in the backend process; a model server out of process (the same path as a remote llama.cpp or
+vLLM server) is a second backend, not a rewrite: it keeps a native crash from restarting the whole
+PostgreSQL server and lets backends share one loaded model.
+"""
+import collections
+import dataclasses
+import os
+import threading
+import time
+
+from . import errors
+
+DEFAULT_MODELS_DIR = "/usr/local/share/ruvllm/models"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    path: str
+    prompt_style: str  # 'chat' (the model's chat template) or 'completion' (plain text prompt)
+    n_ctx: int = 2048
+
+
+def bundled_models(models_dir=None):
+    """The models `make env` and the Docker image install, by name."""
+    d = models_dir or os.environ.get("RUVLLM_MODELS_DIR") or DEFAULT_MODELS_DIR
+    return {
+        "smollm2-135m-instruct": ModelSpec(
+            "smollm2-135m-instruct", os.path.join(d, "SmolLM2-135M-Instruct.Q4_1.gguf"), "chat", 2048),
+        # Gemma-3-270M here is the *base* model: it continues text, it does not follow a chat.
+        "gemma-3-270m": ModelSpec(
+            "gemma-3-270m", os.path.join(d, "gemma-3-270m-q4_k_m.gguf"), "completion", 2048),
+    }
+
+
+@dataclasses.dataclass
+class GenerationResult:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    finish_reason: str
+
+
+class GenerationBackend:
+    """What the pipeline needs from a generator."""
+
+    def generate(self, model, prompt, *, max_tokens=128, temperature=0.7, top_p=0.9,
+                 system=None, seed=None):
+        raise NotImplementedError
+
+    def count_tokens(self, model, text):
+        raise NotImplementedError
+
+
+class LlamaCppBackend(GenerationBackend):
+    """llama.cpp in this process, models loaded lazily and kept in an LRU of bounded size.
+
+    Models are memory-mapped, so backends that load the same file share its pages.
+    """
+
+    def __init__(self, max_loaded=2, n_threads=None):
+        self.max_loaded = max_loaded
+        self.n_threads = n_threads
+        self._loaded = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def _llama(self, model):
+        with self._lock:
+            llm = self._loaded.get(model.path)
+            if llm is not None:
+                self._loaded.move_to_end(model.path)
+                return llm
+            if not os.path.isfile(model.path):
+                raise errors.RuvllmError(
+                    "58P01", f"model file for '{model.name}' not found: {model.path}",
+                    hint="Install the model packages (make env, or docker/Dockerfile) or register "
+                         "the model with its real path.")
+            try:
+                import llama_cpp
+            except ImportError as e:
+                raise errors.RuvllmError(
+                    "58P01", f"llama-cpp-python is not importable by the server's Python: {e}",
+                    hint="pip install -r python/requirements.txt into the Python PL/Python uses.")
+            while len(self._loaded) >= max(1, self.max_loaded):
+                _, old = self._loaded.popitem(last=False)
+                old.close()
+            llm = llama_cpp.Llama(model_path=model.path, n_ctx=model.n_ctx, use_mmap=True,
+                                  n_threads=self.n_threads, verbose=False)
+            self._loaded[model.path] = llm
+            return llm
+
+    def loaded(self):
+        return list(self._loaded)
+
+    def count_tokens(self, model, text):
+        llm = self._llama(model)
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def generate(self, model, prompt, *, max_tokens=128, temperature=0.7, top_p=0.9,
+                 system=None, seed=None):
+        llm = self._llama(model)
+        started = time.perf_counter()
+        kwargs = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+        if seed is not None:
+            kwargs["seed"] = seed
+        if model.prompt_style == "chat":
+            messages = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": "user", "content": prompt}]
+            out = llm.create_chat_completion(messages=messages, **kwargs)
+            choice = out["choices"][0]
+            text = choice["message"]["content"] or ""
+        else:
+            full = f"{system}\n\n{prompt}" if system else prompt
+            out = llm.create_completion(full, **kwargs)
+            choice = out["choices"][0]
+            text = choice["text"]
+        usage = out.get("usage", {})
+        return GenerationResult(
+            text=text.strip(),
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+            seconds=time.perf_counter() - started,
+            finish_reason=choice.get("finish_reason") or "stop",
+        )
+
+
+_default_backend = None
+
+
+def default_backend():
+    global _default_backend
+    if _default_backend is None:
+        _default_backend = LlamaCppBackend()
+    return _default_backend
+
+
+def generate_text(prompt, *, model_name="smollm2-135m-instruct", max_tokens=64, temperature=0.0,
+                  top_p=1.0, models_dir=None, backend=None):
+    """Generate with a bundled model (the smoke path `ruvllm_generate` uses)."""
+    if prompt is None or not str(prompt).strip():
+        raise errors.invalid("prompt must not be empty")
+    if not 1 <= int(max_tokens) <= 4096:
+        raise errors.invalid(f"max_tokens must be between 1 and 4096, not {max_tokens}")
+    models = bundled_models(models_dir)
+    spec = models.get(model_name)
+    if spec is None:
+        raise errors.RuvllmError(
+            errors.UNDEFINED_OBJECT, f"unknown model '{model_name}'",
+            hint="Bundled models: " + ", ".join(sorted(models)))
+    return (backend or default_backend()).generate(
+        spec, prompt, max_tokens=int(max_tokens), temperature=temperature, top_p=top_p)

@@ -1,0 +1,28 @@
+"""Helpers for the PL/Python glue: turning package errors into PostgreSQL errors."""
+from .errors import RuvllmError
+
+
+def call(plpy, func, *args, **kwargs):
+    """Run func, reporting a RuvllmError to the client with its SQLSTATE, hint and detail."""
+    try:
+        return func(*args, **kwargs)
+    except RuvllmError as e:
+        plpy.error(e.message, detail=e.detail, hint=e.hint, sqlstate=e.sqlstate)
+
+
+def setting(plpy, name, default=None):
+    """A ruvllm.* setting as text (None when unset and no default is given)."""
+    rows = plpy.execute(_SETTING_PLAN(plpy), [name])
+    value = rows[0]["v"] if rows else None
+    return default if value in (None, "") else value
+
+
+_plans = {}
+
+
+def _SETTING_PLAN(plpy):
+    plan = _plans.get("setting")
+    if plan is None:
+        plan = plpy.prepare("SELECT pg_catalog.current_setting($1, true) AS v", ["text"])
+        _plans["setting"] = plan
+    return plan
