@@ -1,6 +1,6 @@
 # ruvllm: PGXS build and install. The version has one source: default_version in ruvllm.control.
 EXTENSION = ruvllm
-EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(dir $(lastword $(MAKEFILE_LIST)))ruvllm.control)
+EXTVERSION := $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(dir $(lastword $(MAKEFILE_LIST)))ruvllm.control)
 
 MODULE_big = ruvllm
 OBJS = $(patsubst %.c,%.o,$(wildcard extension/*.c))
@@ -16,6 +16,9 @@ PYTHON_DIR = $(pkglibdir)/ruvllm-python/$(EXTVERSION)
 
 ifneq ($(PGXS),)
 include $(PGXS)
+
+# The library has the version compiled in.
+$(OBJS): ruvllm.control
 
 install: install-python
 install-python:

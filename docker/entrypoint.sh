@@ -4,7 +4,7 @@
 set -eu
 : "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
 db=${POSTGRES_DB:-ruvllm}
-as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql "$@"; }
+as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql OPENBLAS_NUM_THREADS=1 "$@"; }
 
 mkdir -p "$PGDATA" /var/run/postgresql
 chown postgres:postgres "$PGDATA" /var/run/postgresql
@@ -26,5 +26,5 @@ CONF
     as_postgres psql -v ON_ERROR_STOP=1 -d "$db" -c "CREATE EXTENSION ruvllm CASCADE"
     as_postgres pg_ctl -D "$PGDATA" -w stop
 fi
-exec setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql \
-    postgres -D "$PGDATA"
+exec setpriv --reuid=postgres --regid=postgres --init-groups \
+    env HOME=/var/lib/postgresql OPENBLAS_NUM_THREADS=1 postgres -D "$PGDATA"

@@ -9,7 +9,9 @@ cd /src
 pgdata=/var/lib/ruvllm/pgdata
 port=${RUVLLM_PORT:-5433}
 db=ruvllm
-as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql "$@"; }
+# One BLAS thread per backend: backends run side by side, and oversubscribed OpenBLAS threads
+# make small matmuls orders of magnitude slower.
+as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql OPENBLAS_NUM_THREADS=1 "$@"; }
 psql_local() { as_postgres psql -X -v ON_ERROR_STOP=1 -h /var/run/postgresql -p "$(cat /src/.ruvllm/port)" "$@"; }
 
 say() { printf '==> %s\n' "$*"; }

@@ -22,9 +22,36 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+/* Settings read by the Python package through current_setting(); defined here so that they are
+ * typed and range-checked, and documented in README.md. */
+static int	ruvllm_ef_search = 64;
+static char *ruvllm_tenant = NULL;
+static double ruvllm_same_topic_threshold = 0.6;
+static double ruvllm_dedup_similarity = 0.95;
+static int	ruvllm_max_loaded_models = 2;
+
 void
 _PG_init(void)
 {
+	DefineCustomIntVariable("ruvllm.ef_search",
+							"HNSW candidate list size for memory searches (hnsw.ef_search while ruvllm searches).",
+							"Higher finds more of the true nearest neighbours, slower.",
+							&ruvllm_ef_search, 64, 1, 1000, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("ruvllm.tenant",
+							   "Tenant whose memory this session reads and writes (empty: no tenant).",
+							   NULL, &ruvllm_tenant, "", PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("ruvllm.same_topic_threshold",
+							 "Cosine similarity above which ingestion links a new node to an existing one with a SameTopic edge.",
+							 NULL, &ruvllm_same_topic_threshold, 0.6, 0.0, 1.0, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomRealVariable("ruvllm.dedup_similarity",
+							 "Cosine similarity at or above which a MinHash near-duplicate is merged into the existing node.",
+							 NULL, &ruvllm_dedup_similarity, 0.95, 0.0, 1.0, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.max_loaded_models",
+							"Most models one backend keeps loaded (least recently used is unloaded first).",
+							NULL, &ruvllm_max_loaded_models, 2, 1, 16, PGC_USERSET, 0,
+							NULL, NULL, NULL);
 	/* Settings under ruvllm.* are ours: a typo in postgresql.conf is reported, not ignored. */
 	MarkGUCPrefixReserved("ruvllm");
 }

@@ -9,6 +9,10 @@ import shutil
 
 import pytest
 
+# The server's numpy inherits this: under concurrent backends a multi-threaded OpenBLAS turns a
+# 0.2 ms matmul into 12 ms on two cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 PG_BIN = os.environ.get("RUVLLM_PG_BIN", "/usr/lib/postgresql/17/bin")
 HAVE_PG = os.path.exists(os.path.join(PG_BIN, "pg_ctl"))
 
@@ -16,7 +20,7 @@ if HAVE_PG:
     import psycopg
     from pytest_postgresql import factories
 
-    def _install_ruvllm(host, port, user, dbname, password):
+    def _install_ruvllm(host, port, user, dbname, password, **_):
         with psycopg.connect(host=host, port=port, user=user, dbname=dbname, password=password,
                              autocommit=True) as conn:
             conn.execute("CREATE EXTENSION ruvllm CASCADE")

@@ -1,0 +1,355 @@
+"""Memory: ingestion into ruvllm.nodes + the AGE graph, and retrieval (HNSW seeds, then hops).
+
+Every statement is a prepared plan with parameters; no value is ever pasted into SQL or Cypher.
+The graph is written and walked with SQL on AGE's own label tables (start_id/end_id indexed): the
+same data users query with Cypher, at a fraction of the cost of Cypher's variable-length paths.
+"""
+import json
+import math
+
+import numpy as np
+
+from . import embedding, errors, textutil
+
+NODE_TYPES = ("Query", "Document", "AgentStep", "Fact", "QAPair", "Concept")
+RELS = ("Cites", "Follows", "SameTopic", "AgentStep", "Derived")
+MAX_CONTENT_CHARS = 1_000_000
+SAME_TOPIC_LINKS = 5
+MAX_EXPANDED = 200  # a hub node must not turn one search into a scan of the graph
+
+_METADATA_TYPES = {
+    "timestamp": (str,),
+    "tags": (list,),
+    "domain": (str,),
+    "version": (int,),
+    "confidence": (int, float),
+}
+
+
+def vector_literal(v):
+    return "[" + ",".join("%.7g" % x for x in v) + "]"
+
+
+def parse_vector(text):
+    return np.array(json.loads(text), dtype=np.float32)
+
+
+# --- validation (pure) ------------------------------------------------------------------------
+
+def check_node_type(node_type):
+    if node_type not in NODE_TYPES:
+        raise errors.invalid(f"unknown node_type {node_type!r}",
+                             hint="node_type is one of " + ", ".join(NODE_TYPES))
+    return node_type
+
+
+def check_rel(rel):
+    if rel not in RELS:
+        raise errors.invalid(f"unknown rel {rel!r}", hint="rel is one of " + ", ".join(RELS))
+    return rel
+
+
+def check_content(content, what="content"):
+    if content is None:
+        raise errors.RuvllmError(errors.NULL_VALUE_NOT_ALLOWED, f"{what} must not be NULL")
+    if not content.strip():
+        raise errors.invalid(f"{what} must not be empty")
+    if len(content) > MAX_CONTENT_CHARS:
+        raise errors.RuvllmError(
+            errors.STRING_DATA_RIGHT_TRUNCATION,
+            f"{what} is {len(content)} characters, over the limit of {MAX_CONTENT_CHARS}",
+            hint="Split the document before ingesting it.")
+    return content
+
+
+def check_metadata(metadata):
+    """metadata as a dict: a JSON object whose known keys have the documented types."""
+    if metadata is None:
+        return {}
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError as e:
+            raise errors.RuvllmError(errors.INVALID_TEXT_REPRESENTATION, f"metadata is not JSON: {e}")
+    if not isinstance(metadata, dict):
+        raise errors.invalid("metadata must be a JSON object",
+                             hint='For example {"tags": ["ops"], "domain": "postgres"}')
+    for key, types in _METADATA_TYPES.items():
+        if key in metadata and (not isinstance(metadata[key], types) or isinstance(metadata[key], bool)):
+            raise errors.invalid(f"metadata.{key} must be a {types[0].__name__}, not {metadata[key]!r}")
+    if "tags" in metadata and not all(isinstance(t, str) for t in metadata["tags"]):
+        raise errors.invalid("metadata.tags must be an array of strings")
+    if "confidence" in metadata and not 0 <= metadata["confidence"] <= 1:
+        raise errors.invalid("metadata.confidence must be between 0 and 1")
+    return metadata
+
+
+def check_weight(weight):
+    if weight is None or not math.isfinite(weight) or weight < 0:
+        raise errors.invalid(f"weight must be a finite number >= 0, not {weight}")
+    return float(weight)
+
+
+# --- prepared plans -----------------------------------------------------------------------------
+
+_plans = {}
+
+
+def _plan(plpy, key, sql, types):
+    plan = _plans.get(key)
+    if plan is None:
+        plan = plpy.prepare(sql, types)
+        _plans[key] = plan
+    return plan
+
+
+def _setting(plpy, name, cast=str):
+    rows = plpy.execute(_plan(plpy, "setting", "SELECT pg_catalog.current_setting($1, true) AS v",
+                              ["text"]), [name])
+    return cast(rows[0]["v"])
+
+
+def current_tenant(plpy):
+    return _setting(plpy, "ruvllm.tenant") or ""
+
+
+_EDGE_INSERT = {
+    rel: f"""
+        INSERT INTO ruvllm_graph."{rel}" (start_id, end_id, properties)
+        SELECT s.graph_id, d.graph_id,
+               pg_catalog.jsonb_build_object('weight', e.weight, 'confidence', e.confidence,
+                   'created_by', e.created_by, 'created_at', pg_catalog.now())::text::ag_catalog.agtype
+          FROM unnest($1::uuid[], $2::uuid[], $3::real[], $4::real[], $5::text[])
+               AS e(src, dst, weight, confidence, created_by)
+          JOIN ruvllm.nodes s ON s.id = e.src
+          JOIN ruvllm.nodes d ON d.id = e.dst"""
+    for rel in RELS  # table names come from this fixed list only
+}
+
+
+def insert_edges(plpy, rel, edges, created_by):
+    """edges: [(src uuid, dst uuid, weight, confidence)]."""
+    if not edges:
+        return 0
+    plan = _plan(plpy, "edge:" + rel, _EDGE_INSERT[check_rel(rel)],
+                 ["uuid[]", "uuid[]", "real[]", "real[]", "text[]"])
+    src, dst, w, c = zip(*edges)
+    plpy.execute(plan, [list(src), list(dst), list(w), list(c), [created_by] * len(edges)])
+    return len(edges)
+
+
+# --- ingestion ----------------------------------------------------------------------------------
+
+def ingest_many(plpy, docs, notice=None):
+    """Ingest documents; returns one node id per document (its first chunk).
+
+    docs: [(content, node_type, source, metadata)]. Everything is checked before anything is
+    written, and all writes happen in the caller's statement, so an error leaves nothing behind.
+    """
+    checked = []
+    for i, (content, node_type, source, metadata) in enumerate(docs):
+        what = "content" if len(docs) == 1 else f"document {i + 1}: content"
+        checked.append((check_content(content, what), check_node_type(node_type or "Document"),
+                        source, check_metadata(metadata)))
+    if not checked:
+        return []
+    tenant = current_tenant(plpy)
+    dedup_similarity = _setting(plpy, "ruvllm.dedup_similarity", float)
+    same_topic = _setting(plpy, "ruvllm.same_topic_threshold", float)
+
+    chunks = []  # (doc index, text)
+    for i, (content, *_rest) in enumerate(checked):
+        chunks.extend((i, text) for text in textutil.chunk_text(content))
+    result = embedding.embed([text for _, text in chunks])
+    truncated = sum(result.truncated)
+    if truncated and notice:
+        notice(f"{truncated} chunk(s) longer than {embedding.MAX_TOKENS} tokens were truncated for embedding")
+
+    find_duplicate = _plan(plpy, "dup", """
+        SELECT id, 1 - (embedding OPERATOR(public.<=>) $1::public.vector) AS similarity
+          FROM ruvllm.nodes
+         WHERE minhash_bands OPERATOR(pg_catalog.&&) $2 AND tenant = $3
+         ORDER BY embedding OPERATOR(public.<=>) $1::public.vector LIMIT 1""",
+                           ["text", "bigint[]", "text"])
+    merge = _plan(plpy, "merge", """
+        UPDATE ruvllm.nodes
+           SET metadata = metadata || pg_catalog.jsonb_build_object('version',
+                   COALESCE((metadata->>'version')::int, 1) + 1),
+               last_accessed = pg_catalog.now()
+         WHERE id = $1""", ["uuid"])
+
+    ids, new_rows, batch_seen = [], [], []
+    for (doc, text), vec in zip(chunks, result.vectors):
+        bands = textutil.minhash_bands(textutil.minhash(text))
+        literal = vector_literal(vec)
+        node_id = None
+        rows = plpy.execute(find_duplicate, [literal, bands, tenant])
+        if rows and rows[0]["similarity"] >= dedup_similarity:
+            node_id = rows[0]["id"]
+            plpy.execute(merge, [node_id])
+        else:
+            # Near-duplicates inside this same batch are not in the table yet.
+            for other_id, other_bands, other_vec in batch_seen:
+                if set(bands) & other_bands and float(vec @ other_vec) >= dedup_similarity:
+                    node_id = other_id
+                    break
+        if node_id is None:
+            node_id = plpy.execute(_plan(plpy, "uuid", "SELECT pg_catalog.gen_random_uuid() AS id", []))[0]["id"]
+            content, node_type, source, metadata = checked[doc]
+            meta = dict(metadata)
+            meta.setdefault("version", 1)
+            new_rows.append((node_id, literal, text, node_type, source, json.dumps(meta), bands))
+            batch_seen.append((node_id, set(bands), vec))
+        ids.append((doc, node_id))
+
+    if new_rows:
+        insert = _plan(plpy, "insert", """
+            WITH input AS MATERIALIZED (
+                SELECT r.*, ag_catalog._graphid(ag_catalog._label_id('ruvllm_graph', 'Node'),
+                            pg_catalog.nextval('ruvllm_graph."Node_id_seq"')) AS gid
+                  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                         $6::jsonb[], $7::text[])
+                       AS r(id, embedding, content, node_type, source, metadata, bands)
+            ), vertices AS (
+                INSERT INTO ruvllm_graph."Node" (id, properties)
+                SELECT gid, pg_catalog.jsonb_build_object('node_id', id)::text::ag_catalog.agtype
+                  FROM input
+            )
+            INSERT INTO ruvllm.nodes (id, embedding, content, node_type, source, tenant, metadata,
+                                      graph_id, minhash_bands)
+            SELECT id, embedding::public.vector, content, node_type, source, $8, metadata, gid,
+                   bands::bigint[]
+              FROM input""",
+                       ["uuid[]", "text[]", "text[]", "text[]", "text[]", "jsonb[]", "text[]", "text"])
+        cols = list(zip(*new_rows))
+        plpy.execute(insert, [list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]),
+                              list(cols[4]), list(cols[5]),
+                              ["{" + ",".join(map(str, b)) + "}" for b in cols[6]], tenant])
+
+    # Follows edges between consecutive chunks of one document.
+    follows = []
+    for (doc_a, id_a), (doc_b, id_b) in zip(ids, ids[1:]):
+        if doc_a == doc_b and id_a != id_b:
+            follows.append((id_a, id_b, 1.0, 1.0))
+    insert_edges(plpy, "Follows", follows, "ingest")
+
+    # SameTopic edges from each new node to its most similar existing nodes.
+    new_ids = [row[0] for row in new_rows]
+    if new_ids:
+        neighbours = _plan(plpy, "same_topic", """
+            SELECT n.id AS src, m.id AS dst, m.similarity
+              FROM ruvllm.nodes n
+             CROSS JOIN LATERAL (
+                   SELECT o.id, 1 - (o.embedding OPERATOR(public.<=>) n.embedding) AS similarity
+                     FROM ruvllm.nodes o
+                    WHERE o.id <> n.id AND o.tenant = n.tenant
+                    ORDER BY o.embedding OPERATOR(public.<=>) n.embedding
+                    LIMIT $2) m
+             WHERE n.id = ANY($1) AND m.similarity >= $3""", ["uuid[]", "int", "float8"])
+        edges, seen = [], set()
+        doc_of = {node_id: doc for doc, node_id in ids}
+        for row in plpy.execute(neighbours, [new_ids, SAME_TOPIC_LINKS, same_topic]):
+            pair = frozenset((row["src"], row["dst"]))
+            # One edge per pair; chunks of one document are already joined by Follows.
+            if pair in seen or doc_of.get(row["src"]) == doc_of.get(row["dst"], -1):
+                continue
+            seen.add(pair)
+            edges.append((row["src"], row["dst"], float(row["similarity"]), 1.0))
+        insert_edges(plpy, "SameTopic", edges, "ingest")
+
+    heads = {}
+    for doc, node_id in ids:
+        heads.setdefault(doc, node_id)
+    return [heads[i] for i in range(len(checked))]
+
+
+def link(plpy, src, dst, rel, weight):
+    check_rel(rel)
+    weight = check_weight(weight)
+    if src is None or dst is None:
+        raise errors.RuvllmError(errors.NULL_VALUE_NOT_ALLOWED, "src and dst must not be NULL")
+    found = {r["id"] for r in plpy.execute(_plan(
+        plpy, "exists", "SELECT id FROM ruvllm.nodes WHERE id = ANY($1)", ["uuid[]"]), [[src, dst]])}
+    missing = [n for n in (src, dst) if n not in found]
+    if missing:
+        raise errors.RuvllmError(errors.NO_DATA_FOUND, f"node {missing[0]} does not exist",
+                                 hint="Node ids come from ruvllm_ingest or ruvllm.nodes.")
+    insert_edges(plpy, rel, [(src, dst, weight, 1.0)], "user")
+
+
+# --- retrieval ----------------------------------------------------------------------------------
+
+def check_search_args(k, hops):
+    if k is None or not 1 <= k <= 1000:
+        raise errors.RuvllmError(errors.NUMERIC_VALUE_OUT_OF_RANGE, f"k must be between 1 and 1000, not {k}")
+    if hops is None or not 0 <= hops <= 3:
+        raise errors.RuvllmError(errors.NUMERIC_VALUE_OUT_OF_RANGE, f"hops must be between 0 and 3, not {hops}")
+
+
+def search_vector(plpy, query_vec, k=10, hops=2, tenant=None):
+    """Rows: the k nearest nodes (hop 0), then their neighbours up to `hops` edges away."""
+    check_search_args(k, hops)
+    tenant = current_tenant(plpy) if tenant is None else tenant
+    literal = vector_literal(query_vec)
+    ef = _setting(plpy, "ruvllm.ef_search", int)
+    # Local to the transaction; pgvector 0.8's iterative scan keeps k rows under the tenant filter.
+    plpy.execute(_plan(plpy, "ef", """
+        SELECT pg_catalog.set_config('hnsw.ef_search', $1, true),
+               pg_catalog.set_config('hnsw.iterative_scan', 'relaxed_order', true)""", ["text"]),
+                 [str(max(ef, k))])
+    seeds = plpy.execute(_plan(plpy, "seeds", """
+        SELECT id, graph_id::text AS gid, content, node_type, source,
+               embedding OPERATOR(public.<=>) $1::public.vector AS distance
+          FROM ruvllm.nodes
+         WHERE tenant = $2
+         ORDER BY embedding OPERATOR(public.<=>) $1::public.vector
+         LIMIT $3""", ["text", "text", "int"]), [literal, tenant, k])
+    results = [dict(id=r["id"], content=r["content"], node_type=r["node_type"], source=r["source"],
+                    distance=float(r["distance"]), hop=0, via_rel=None, via_node=None, edge_weight=None)
+               for r in sorted(seeds, key=lambda r: r["distance"])]
+    by_gid = {r["gid"]: res for r, res in zip(sorted(seeds, key=lambda r: r["distance"]), results)}
+    frontier = list(by_gid)
+    neighbours_plan = _plan(plpy, "hop", """
+        SELECT e.start_id::text AS a, e.end_id::text AS b, c.relname AS rel,
+               ag_catalog.agtype_out(e.properties)::text AS props
+          FROM ruvllm_graph._ag_label_edge e JOIN pg_catalog.pg_class c ON c.oid = e.tableoid
+         WHERE e.start_id OPERATOR(ag_catalog.=) ANY($1::text[]::ag_catalog.graphid[])
+        UNION ALL
+        SELECT e.end_id::text, e.start_id::text, c.relname, ag_catalog.agtype_out(e.properties)::text
+          FROM ruvllm_graph._ag_label_edge e JOIN pg_catalog.pg_class c ON c.oid = e.tableoid
+         WHERE e.end_id OPERATOR(ag_catalog.=) ANY($1::text[]::ag_catalog.graphid[])""", ["text[]"])
+    fetch_plan = _plan(plpy, "fetch", """
+        SELECT id, graph_id::text AS gid, content, node_type, source,
+               embedding OPERATOR(public.<=>) $1::public.vector AS distance
+          FROM ruvllm.nodes
+         WHERE graph_id OPERATOR(ag_catalog.=) ANY($2::text[]::ag_catalog.graphid[]) AND tenant = $3""",
+                       ["text", "text[]", "text"])
+    for hop in range(1, hops + 1):
+        if not frontier or len(by_gid) >= MAX_EXPANDED:
+            break
+        reached = {}
+        for e in plpy.execute(neighbours_plan, [frontier]):
+            if e["b"] in by_gid or e["b"] in reached:
+                continue
+            props = json.loads(e["props"]) if e["props"] else {}
+            reached[e["b"]] = (e["a"], e["rel"], props.get("weight"))
+        if not reached:
+            break
+        rows = plpy.execute(fetch_plan, [literal, list(reached), tenant])
+        rows = sorted(rows, key=lambda r: r["distance"])[:MAX_EXPANDED - len(by_gid)]
+        frontier = []
+        for r in rows:
+            origin, rel, weight = reached[r["gid"]]
+            res = dict(id=r["id"], content=r["content"], node_type=r["node_type"], source=r["source"],
+                       distance=float(r["distance"]), hop=hop, via_rel=rel,
+                       via_node=by_gid[origin]["id"], edge_weight=weight)
+            by_gid[r["gid"]] = res
+            results.append(res)
+            frontier.append(r["gid"])
+    return results
+
+
+def search(plpy, query, k=10, hops=2):
+    check_search_args(k, hops)
+    vec, _count, _truncated = embedding.embed_one(check_content(query, "query"))
+    return search_vector(plpy, vec, k, hops)

@@ -1,0 +1,156 @@
+"""Memory on a real database: embeddings, ingestion, graph edges, retrieval, bad input."""
+import json
+
+import psycopg
+import pytest
+
+from ruvllm import memory
+
+TOPICS = ["vacuum and dead tuples", "write-ahead log archiving", "replication slots and standbys",
+          "HNSW index build memory", "row-level security policies", "partition pruning in plans"]
+# Six paragraphs on different topics, ~100 words each: too long for one chunk, and no two alike
+# (alike paragraphs would merge as near-duplicates).
+LONG_DOC = "\n\n".join(
+    f"Paragraph {i} is about {topic}. " + " ".join(
+        f"Note {j} on {topic}: step {j * 7 + i} matters when {topic} meets load level {j}." for j in range(8))
+    for i, topic in enumerate(TOPICS))
+
+
+def scalar(conn, sql, params=None):
+    return conn.execute(sql, params).fetchone()[0]
+
+
+def edges(conn, rel):
+    return scalar(conn, f'SELECT count(*) FROM ruvllm_graph."{rel}"')
+
+
+def test_embed_is_unit_norm_and_semantic(db):
+    v = scalar(db, "SELECT ruvllm_embed('How do I back up PostgreSQL?')::text")
+    vec = json.loads(v)
+    assert len(vec) == 384
+    assert sum(x * x for x in vec) == pytest.approx(1.0, abs=1e-4)
+    near = scalar(db, "SELECT ruvllm_embed('How do I back up PostgreSQL?') <=> ruvllm_embed('Taking a backup of a Postgres database')")
+    far = scalar(db, "SELECT ruvllm_embed('How do I back up PostgreSQL?') <=> ruvllm_embed('A recipe for banana bread')")
+    assert near < far
+
+
+def test_embed_batch_matches_single(db):
+    single = scalar(db, "SELECT ruvllm_embed('graph attention')::text")
+    batch = scalar(db, "SELECT (ruvllm_embed(ARRAY['graph attention', 'a much longer second sentence about vectors']))[1]::text")
+    assert json.loads(single) == pytest.approx(json.loads(batch), abs=1e-5)
+
+
+def test_embed_reports_truncation(db):
+    notices = []
+    db.add_notice_handler(lambda d: notices.append(d.message_primary))
+    db.execute("SELECT ruvllm_embed(%s)", (LONG_DOC,))
+    assert any("only the first 256" in n for n in notices), notices
+
+
+def test_ingest_stores_node_vertex_and_metadata(db):
+    node = scalar(db, "SELECT ruvllm_ingest('Vacuum reclaims space from dead tuples.', 'Fact', 'docs/vacuum', '{\"tags\": [\"ops\"], \"confidence\": 0.9}')")
+    row = db.execute("SELECT node_type, source, metadata, tenant FROM ruvllm.nodes WHERE id = %s", (node,)).fetchone()
+    assert row[0] == "Fact" and row[1] == "docs/vacuum" and row[3] == ""
+    assert row[2]["tags"] == ["ops"] and row[2]["version"] == 1
+    # The vertex is visible to users' Cypher, carrying the node id.
+    db.execute("SET search_path = ag_catalog, public")
+    ids = db.execute("SELECT * FROM cypher('ruvllm_graph', $$ MATCH (n:Node) RETURN n.node_id $$) AS (id agtype)").fetchall()
+    assert [json.loads(r[0]) for r in ids] == [str(node)]
+
+
+def test_long_document_is_chunked_with_follows_edges(db):
+    head = scalar(db, "SELECT ruvllm_ingest(%s, 'Document', 'long.md')", (LONG_DOC,))
+    n = scalar(db, "SELECT count(*) FROM ruvllm.nodes WHERE source = 'long.md'")
+    assert n >= 3
+    assert edges(db, "Follows") == n - 1
+    assert scalar(db, "SELECT content FROM ruvllm.nodes WHERE id = %s", (head,)).startswith("Paragraph 0 is about vacuum")
+
+
+def test_near_duplicate_merges_into_existing_node(db):
+    a = scalar(db, "SELECT ruvllm_ingest('The background worker trains the router every ten minutes from the replay buffer.')")
+    b = scalar(db, "SELECT ruvllm_ingest('The background worker trains the router every ten minutes from the replay buffer!')")
+    assert a == b
+    assert scalar(db, "SELECT count(*) FROM ruvllm.nodes") == 1
+    assert scalar(db, "SELECT metadata->>'version' FROM ruvllm.nodes") == "2"
+
+
+def test_same_topic_edges_link_similar_nodes(db):
+    db.execute("SELECT ruvllm_ingest('HNSW indexes make vector similarity search fast in pgvector.')")
+    db.execute("SELECT ruvllm_ingest('pgvector HNSW index speeds up nearest neighbour vector search.')")
+    db.execute("SELECT ruvllm_ingest('Sourdough bread needs a long fermentation.')")
+    assert edges(db, "SameTopic") == 1
+    weight = scalar(db, "SELECT ag_catalog.agtype_out(properties)::text FROM ruvllm_graph.\"SameTopic\"")
+    assert 0.6 <= json.loads(weight)["weight"] <= 1.0
+
+
+def test_bulk_forms_ingest_many_rows(db):
+    ids = scalar(db, "SELECT ruvllm_ingest_many(ARRAY['alpha fact about tables', 'beta fact about indexes', 'gamma fact about roles'], 'Fact')")
+    assert len(ids) == 3 and len(set(ids)) == 3
+    ids2 = scalar(db, """SELECT ruvllm_ingest_many('[{"content": "delta about WAL archiving", "node_type": "Concept", "source": "wal.md"},
+                                               {"content": "epsilon about replication slots"}]'::jsonb)""")
+    assert len(ids2) == 2
+    assert scalar(db, "SELECT node_type FROM ruvllm.nodes WHERE id = %s", (ids2[0],)) == "Concept"
+    db.execute("CREATE TABLE docs(body text)")
+    db.execute("INSERT INTO docs SELECT 'document number ' || i || ' about topic ' || (i * 7919 % 1000) FROM generate_series(1, 50) i")
+    ids3 = scalar(db, "SELECT ruvllm_ingest_many(array_agg(body ORDER BY body)) FROM docs")
+    assert len(ids3) == 50
+    assert scalar(db, "SELECT count(*) FROM ruvllm.nodes") >= 50
+
+
+def test_link_and_search_with_hops(db):
+    a = scalar(db, "SELECT ruvllm_ingest('To rotate the witness log, drop old daily partitions.')")
+    b = scalar(db, "SELECT ruvllm_ingest('Retention settings are stored in a table DBAs can read.')")
+    c = scalar(db, "SELECT ruvllm_ingest('Zebras live in Africa.')")
+    db.execute("SELECT ruvllm_link(%s, %s, 'Cites', 0.8)", (a, b))
+    db.execute("SELECT ruvllm_link(%s, %s, 'Derived', 0.5)", (b, c))
+    rows = db.execute("SELECT id, hop, via_rel, via_node, edge_weight FROM ruvllm_search('How do I rotate the witness log?', 1, 2)").fetchall()
+    assert rows[0][:2] == (a, 0)
+    by_id = {r[0]: r for r in rows}
+    assert by_id[b][1:] == (1, "Cites", a, pytest.approx(0.8))
+    assert by_id[c][1:] == (2, "Derived", b, pytest.approx(0.5))
+    assert db.execute("SELECT count(*) FROM ruvllm_search('witness log', 1, 0)").fetchone()[0] == 1
+
+
+def test_tenant_filter_still_returns_k_rows(db):
+    db.execute("SET ruvllm.tenant = 'acme'")
+    db.execute("SELECT ruvllm_ingest_many(array_agg('acme note ' || i || ' on invoices')) FROM generate_series(1, 12) i")
+    db.execute("SET ruvllm.tenant = 'globex'")
+    db.execute("SELECT ruvllm_ingest_many(array_agg('globex memo ' || i || ' on invoices')) FROM generate_series(1, 40) i")
+    rows = db.execute("SELECT content FROM ruvllm_search('invoices', 10, 0)").fetchall()
+    assert len(rows) == 10 and all(r[0].startswith("globex") for r in rows)
+    db.execute("SET ruvllm.tenant = 'acme'")
+    rows = db.execute("SELECT content FROM ruvllm_search('invoices', 10, 0)").fetchall()
+    assert len(rows) == 10 and all(r[0].startswith("acme") for r in rows)
+
+
+@pytest.mark.parametrize("sql, params, error", [
+    ("SELECT ruvllm_ingest(NULL::text)", None, psycopg.errors.NullValueNotAllowed),
+    ("SELECT ruvllm_ingest('   ')", None, psycopg.errors.InvalidParameterValue),
+    ("SELECT ruvllm_ingest(repeat('x', 1000001))", None, psycopg.errors.StringDataRightTruncation),
+    ("SELECT ruvllm_ingest('ok', 'Blog')", None, psycopg.errors.InvalidParameterValue),
+    ("SELECT ruvllm_ingest('ok', 'Fact', NULL, '[1,2]')", None, psycopg.errors.InvalidParameterValue),
+    ("SELECT ruvllm_ingest('ok', 'Fact', NULL, '{\"confidence\": 7}')", None, psycopg.errors.InvalidParameterValue),
+    ("SELECT ruvllm_ingest_many('[{\"content\": \"a\"}, {\"text\": \"b\"}]'::jsonb)", None, psycopg.errors.InvalidParameterValue),
+    ("SELECT ruvllm_ingest_many(ARRAY['good one', ''])", None, psycopg.errors.InvalidParameterValue),
+    ("SELECT * FROM ruvllm_search('q', 0)", None, psycopg.errors.NumericValueOutOfRange),
+    ("SELECT * FROM ruvllm_search('q', 1001)", None, psycopg.errors.NumericValueOutOfRange),
+    ("SELECT * FROM ruvllm_search('q', 5, 4)", None, psycopg.errors.NumericValueOutOfRange),
+    ("SELECT * FROM ruvllm_search('', 5)", None, psycopg.errors.InvalidParameterValue),
+    ("SELECT ruvllm_link(gen_random_uuid(), gen_random_uuid(), 'Cites')", None, psycopg.errors.NoDataFound),
+    ("SELECT ruvllm_embed(NULL::text)", None, psycopg.errors.InvalidParameterValue),
+])
+def test_bad_input_is_rejected_and_nothing_is_written(db, sql, params, error):
+    with pytest.raises(error):
+        db.execute(sql, params)
+    assert scalar(db, "SELECT count(*) FROM ruvllm.nodes") == 0
+    assert scalar(db, 'SELECT count(*) FROM ruvllm_graph."Node"') == 0
+
+
+def test_unknown_rel_is_rejected(db):
+    a = scalar(db, "SELECT ruvllm_ingest('first node')")
+    b = scalar(db, "SELECT ruvllm_ingest('second, quite different node about cooking')")
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SELECT ruvllm_link(%s, %s, 'Likes')", (a, b))
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SELECT ruvllm_link(%s, %s, 'Cites', -1)", (a, b))
+    assert edges(db, "Cites") == 0
