@@ -33,9 +33,9 @@ def load_knowledge(conn):
 
 
 def ask(conn, question):
-    print(f"\nSELECT ruvllm_query('{question}');\n")
     started = time.perf_counter()
     if has_function(conn, "ruvllm_query"):
+        print(f"\nSELECT ruvllm_query('{question}');\n")
         result = conn.execute("SELECT ruvllm_query(%s)", (question,)).fetchone()[0]
         print(result["text"])
         print("\nsources:")
@@ -44,10 +44,16 @@ def ask(conn, question):
         print("routing:", json.dumps(result.get("routing", {})))
         print("latency_ms:", json.dumps(result.get("latency_ms", {})))
     else:
-        text = conn.execute("SELECT ruvllm_generate(%s, 96)", (question,)).fetchone()[0]
-        print(text)
-        print("\n(answered by ruvllm_generate with SmolLM2-135M-Instruct, without memory:"
-              " ruvllm_query is not in this version yet)")
+        # Until ruvllm_query lands: the two halves it will join, memory search and generation.
+        print(f"\nSELECT * FROM ruvllm_search('{question}', 3, 1);\n")
+        rows = conn.execute("SELECT hop, via_rel, distance, content FROM ruvllm_search(%s, 3, 1)",
+                            (question,)).fetchall()
+        for hop, via, distance, content in rows:
+            print(f"  hop {hop} {via or '':<9} {distance:.3f}  {' '.join(content.split())[:80]}")
+        context = "\n".join(content for hop, _via, _d, content in rows if hop == 0)
+        prompt = f"Answer from this context.\n\nContext:\n{context}\n\nQuestion: {question}"
+        print(f"\nSELECT ruvllm_generate(<question + the hop-0 context>, 96);\n")
+        print(conn.execute("SELECT ruvllm_generate(%s, 96)", (prompt,)).fetchone()[0])
     print(f"\n[{time.perf_counter() - started:.2f}s]")
 
 

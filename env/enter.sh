@@ -59,9 +59,13 @@ server_pid() {
     echo "$pid"
 }
 
-if [ $into_server = 1 ]; then
+# A running local server holds the server layer mounted in its own namespace: join it rather
+# than mount the same upper layer twice (overlayfs forbids that, and sockets would not be shared).
+if [ $into_server = 1 ] || { [ "$layer" = server ] && server_pid >/dev/null; }; then
     pid=$(server_pid) || die "the local server is not running; start it with: make up"
-    exec nsenter --target "$pid" --mount --root /bin/sh -c 'cd /src && exec "$@"' sh "${inner[@]}" "$@"
+    # chroot(1), unlike nsenter --root, also moves into the new root's /.
+    exec nsenter --target "$pid" --mount -- chroot "$state/server/merged" \
+        /bin/sh -c 'cd /src && exec "$@"' sh "${inner[@]}" "$@"
 fi
 
 root=$(bash "$here/build-root.sh" | tail -1)

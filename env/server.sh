@@ -59,8 +59,8 @@ EOF
     if [ "$(psql_local -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" != 1 ]; then
         psql_local -d postgres -qc "CREATE DATABASE $db"
     fi
-    psql_local -d "$db" -qc "CREATE EXTENSION IF NOT EXISTS ruvllm CASCADE" \
-        -c "ALTER EXTENSION ruvllm UPDATE"
+    PGOPTIONS="-c client_min_messages=warning" psql_local -d "$db" -q \
+        -c "CREATE EXTENSION IF NOT EXISTS ruvllm CASCADE" -c "ALTER EXTENSION ruvllm UPDATE"
     printf 'postgresql://postgres:%s@127.0.0.1:%s/%s\n' "$(cat /src/.ruvllm/password)" "$port" "$db" \
         >/src/.ruvllm/conninfo
     say "ready: $(psql_local -d "$db" -tAc "SELECT 'ruvllm ' || extversion FROM pg_extension WHERE extname = 'ruvllm'")"
