@@ -72,8 +72,8 @@ root=$(bash "$here/build-root.sh" | tail -1)
 [ -d "$root" ] || die "no root at '$root'"
 hash=$(basename "$root")
 
-# The unprivileged user must be able to read the checkout (a `mktemp -d` clone is mode 700).
-if [ "$user" != root ] && [ "$(( 0$(stat -c %a "$src") & 5 ))" != 5 ]; then
+# The postgres user inside must be able to read the checkout (a `mktemp -d` clone is mode 700).
+if [ "$(( 0$(stat -c %a "$src") & 5 ))" != 5 ]; then
     chmod o+rx "$src"
 fi
 
