@@ -193,11 +193,17 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, _F32(1e-12))
 
 
-def _layer_norm_(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: np.float32) -> None:
-    """LayerNorm over axis 0 (features) of x (hidden, tokens), in place; gamma/beta are columns."""
-    x -= x.mean(axis=0, dtype=_F32)
-    var = np.einsum("ij,ij->j", x, x)
-    var *= _F32(1.0 / x.shape[0])
+def _layer_norm_(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: np.float32,
+                 avg: np.ndarray | None = None) -> None:
+    """LayerNorm over axis 0 (features) of x (hidden, tokens), in place; gamma/beta are columns.
+
+    avg, a (1, hidden) row of 1/hidden, turns both column means into one BLAS gemv each; numpy's
+    own axis-0 reductions are ~2x slower on the short rows of a few-token query.
+    """
+    if avg is None:
+        avg = np.full((1, x.shape[0]), 1.0 / x.shape[0], dtype=_F32)
+    x -= avg @ x
+    var = avg @ np.square(x)
     var += eps
     np.sqrt(var, out=var)
     x /= var
@@ -271,6 +277,7 @@ class Embedder:
                               detail=f"hidden_act={act}, hidden_size={self.hidden}, "
                                      f"heads={self.heads}")
         self.dim = self.hidden
+        self._avg = np.full((1, self.hidden), 1.0 / self.hidden, dtype=_F32)
         self.max_tokens = MAX_TOKENS
 
         tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
@@ -401,7 +408,7 @@ class Embedder:
         x = self.word_emb[ids.reshape(-1)]
         x.reshape(B, T, H)[...] += self.pos_type[:T]
         x = np.ascontiguousarray(x.T)
-        _layer_norm_(x, *self.emb_ln, self.eps)
+        _layer_norm_(x, *self.emb_ln, self.eps, self._avg)
 
         bias = None
         if mask is not None:
@@ -427,7 +434,7 @@ class Embedder:
             attn = L.w_o @ ctx.reshape(H, N)
             attn += L.b_o
             attn += x
-            _layer_norm_(attn, L.ln1_g, L.ln1_b, self.eps)
+            _layer_norm_(attn, L.ln1_g, L.ln1_b, self.eps, self._avg)
             x = attn
 
             if N <= _FFN_CHUNK_TOKENS:
@@ -436,7 +443,7 @@ class Embedder:
                 y = np.empty_like(x)
                 for c in range(0, N, _FFN_CHUNK_TOKENS):
                     y[:, c:c + _FFN_CHUNK_TOKENS] = self._ffn(L, x[:, c:c + _FFN_CHUNK_TOKENS])
-            _layer_norm_(y, L.ln2_g, L.ln2_b, self.eps)
+            _layer_norm_(y, L.ln2_g, L.ln2_b, self.eps, self._avg)
             x = y
         return x
 

@@ -346,7 +346,19 @@ def search_vector(plpy, query_vec, k=10, hops=2, tenant=None):
             by_gid[r["gid"]] = res
             results.append(res)
             frontier.append(r["gid"])
+    touch_accessed(plpy, [r["id"] for r in results])
     return results
+
+
+def touch_accessed(plpy, ids):
+    """Record when nodes were last served; skipped where the transaction cannot write (a standby)."""
+    if not ids:
+        return
+    if _setting(plpy, "transaction_read_only") == "on":
+        return
+    plpy.execute(_plan(plpy, "touch", """
+        UPDATE ruvllm.nodes SET last_accessed = pg_catalog.now() WHERE id = ANY($1)""", ["uuid[]"]),
+                 [ids])
 
 
 def search(plpy, query, k=10, hops=2):
