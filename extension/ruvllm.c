@@ -1,8 +1,7 @@
 /*
- * ruvllm.c: the extension's native library.
- *
- * Today it tells PL/Python where this version's Python package lives and which version the
- * library itself is; the background worker that runs the learning loops will live beside it.
+ * ruvllm.c: the extension's native library: its settings, where this version's Python package
+ * lives, the library version, and the DROP EXTENSION trigger. The witness log's queue and writer
+ * are in witness_queue.c.
  */
 #include "postgres.h"
 
@@ -13,6 +12,8 @@
 #include "nodes/parsenodes.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+
+#include "ruvllm.h"
 
 PG_MODULE_MAGIC;
 
@@ -29,6 +30,12 @@ static char *ruvllm_tenant = NULL;
 static double ruvllm_same_topic_threshold = 0.6;
 static double ruvllm_dedup_similarity = 0.95;
 static int	ruvllm_max_loaded_models = 2;
+static char *ruvllm_models_dir = NULL;
+static double ruvllm_confidence_threshold = 0.2;
+static int	ruvllm_max_query_tokens = 512;
+static int	ruvllm_query_k = 8;
+static double ruvllm_cache_similarity = 0.97;
+static int	ruvllm_cache_ttl = 3600;
 
 void
 _PG_init(void)
@@ -51,6 +58,37 @@ _PG_init(void)
 	DefineCustomIntVariable("ruvllm.max_loaded_models",
 							"Most models one backend keeps loaded (least recently used is unloaded first).",
 							NULL, &ruvllm_max_loaded_models, 2, 1, 16, PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("ruvllm.models_dir",
+							   "Directory that relative model paths in ruvllm.models are resolved against.",
+							   NULL, &ruvllm_models_dir, "/usr/local/share/ruvllm/models",
+							   PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("ruvllm.confidence_threshold",
+							 "Router confidence below which ruvllm_query uses the safe default decision.",
+							 NULL, &ruvllm_confidence_threshold, 0.2, 0.0, 1.0, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.max_query_tokens",
+							"Longest query ruvllm_query accepts, in embedding tokens.",
+							NULL, &ruvllm_max_query_tokens, 512, 8, 100000, PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.query_k",
+							"Memory nodes ruvllm_query retrieves by similarity before graph expansion.",
+							NULL, &ruvllm_query_k, 8, 1, 100, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("ruvllm.cache_similarity",
+							 "Cosine similarity at or above which an earlier answer of the same tenant is served from the response cache (1 disables semantic hits).",
+							 NULL, &ruvllm_cache_similarity, 0.97, 0.0, 1.0, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.cache_ttl",
+							"How long a cached answer may be served (0 disables the response cache).",
+							NULL, &ruvllm_cache_ttl, 3600, 0, 30 * 86400, PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("ruvllm.witness_async",
+							 "Queue witness rows for the background writer, so they survive the caller's rollback and a failed call.",
+							 "Off: rows are written in the caller's transaction and roll back with it.",
+							 &ruvllm_witness_async, true, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.witness_writer_idle",
+							"Seconds a witness writer waits for rows before it exits and releases its connection.",
+							NULL, &ruvllm_witness_writer_idle, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	/* Settings under ruvllm.* are ours: a typo in postgresql.conf is reported, not ignored. */
 	MarkGUCPrefixReserved("ruvllm");

@@ -334,3 +334,402 @@ return [(r["id"], r["content"], r["node_type"], r["source"], r["distance"], r["h
 $$;
 COMMENT ON FUNCTION public.ruvllm_search(text, integer, integer) IS
     'The k nearest memory nodes to the query (hop 0, HNSW over cosine distance) and their graph neighbourhood up to hops edges away, with the edge that led to each; only the session''s tenant (ruvllm.tenant) is searched.';
+
+------------------------------------------------------------------------------------------------
+-- Models
+------------------------------------------------------------------------------------------------
+
+CREATE TABLE ruvllm.models (
+    name            text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9._-]*$'),
+    tier            integer NOT NULL DEFAULT 1 CHECK (tier BETWEEN 0 AND 9),
+    path            text NOT NULL,
+    sha256          text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    quantization    text,
+    n_ctx           integer NOT NULL DEFAULT 2048 CHECK (n_ctx BETWEEN 256 AND 131072),
+    prompt_style    text NOT NULL CHECK (prompt_style IN ('chat', 'completion')),
+    cost_per_token  real NOT NULL DEFAULT 1.0 CHECK (cost_per_token >= 0),
+    enabled         boolean NOT NULL DEFAULT true,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ruvllm.models IS 'The model pool: local GGUF models the router may choose from.';
+COMMENT ON COLUMN ruvllm.models.name IS 'Model name used in routing decisions, constraints and witness rows.';
+COMMENT ON COLUMN ruvllm.models.tier IS 'Capability tier (0 smallest); orders the router''s model head.';
+COMMENT ON COLUMN ruvllm.models.path IS 'GGUF file; a relative path is resolved against ruvllm.models_dir.';
+COMMENT ON COLUMN ruvllm.models.sha256 IS 'Expected SHA-256 of the file; a file that no longer matches is refused.';
+COMMENT ON COLUMN ruvllm.models.quantization IS 'Quantisation of the weights (for example Q4_1), for reference.';
+COMMENT ON COLUMN ruvllm.models.n_ctx IS 'Context window the model is loaded with, in tokens.';
+COMMENT ON COLUMN ruvllm.models.prompt_style IS 'chat: the model''s chat template; completion: plain text continuation (base models).';
+COMMENT ON COLUMN ruvllm.models.cost_per_token IS 'Relative cost per generated token, used by the router''s utility.';
+COMMENT ON COLUMN ruvllm.models.enabled IS 'Whether the router may choose the model.';
+COMMENT ON COLUMN ruvllm.models.created_at IS 'When the model was registered.';
+
+INSERT INTO ruvllm.models (name, tier, path, sha256, quantization, n_ctx, prompt_style, cost_per_token) VALUES
+    ('smollm2-135m-instruct', 0, 'SmolLM2-135M-Instruct.Q4_1.gguf',
+     'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53', 'Q4_1', 2048, 'chat', 1.0),
+    ('gemma-3-270m', 1, 'gemma-3-270m-q4_k_m.gguf',
+     'a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818', 'Q4_K_M', 2048, 'completion', 2.0);
+
+CREATE FUNCTION public.ruvllm_register_model(name text, path text, prompt_style text,
+                                             sha256 text DEFAULT NULL, tier integer DEFAULT 1,
+                                             n_ctx integer DEFAULT 2048, quantization text DEFAULT NULL,
+                                             cost_per_token real DEFAULT 1.0, enabled boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+from ruvllm import models, sqlglue
+sqlglue.call(plpy, models.register, plpy, name=name, path=path, prompt_style=prompt_style,
+             sha256=sha256, tier=tier, n_ctx=n_ctx, quantization=quantization,
+             cost_per_token=cost_per_token, enabled=enabled)
+$$;
+COMMENT ON FUNCTION public.ruvllm_register_model(text, text, text, text, integer, integer, text, real, boolean) IS
+    'Adds or replaces a model in the pool. The file must exist and be a GGUF file; without sha256 its checksum is computed now, with one it must match.';
+
+------------------------------------------------------------------------------------------------
+-- Router policies
+------------------------------------------------------------------------------------------------
+
+CREATE TABLE ruvllm.policies (
+    version         serial PRIMARY KEY,
+    status          text NOT NULL DEFAULT 'candidate' CHECK (status IN ('promoted', 'candidate', 'retired')),
+    router          bytea NOT NULL,
+    model_names     text[] NOT NULL,
+    metrics         jsonb NOT NULL DEFAULT '{}',
+    reason          text,
+    parent_version  integer REFERENCES ruvllm.policies (version),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    promoted_at     timestamptz
+);
+CREATE INDEX policies_promoted ON ruvllm.policies (version DESC) WHERE status = 'promoted';
+COMMENT ON TABLE ruvllm.policies IS 'Versions of the FastGRNN router''s weights; backends use the newest promoted one and reload when a newer one is promoted.';
+COMMENT ON COLUMN ruvllm.policies.version IS 'Policy version, increasing.';
+COMMENT ON COLUMN ruvllm.policies.status IS 'promoted (in use when newest), candidate (trained but not promoted; see reason) or retired.';
+COMMENT ON COLUMN ruvllm.policies.router IS 'Serialised router (ruvllm.router.FastGRNNRouter.to_bytes: header, sparse W, low-rank U, heads).';
+COMMENT ON COLUMN ruvllm.policies.model_names IS 'The models of the router''s model head, in order.';
+COMMENT ON COLUMN ruvllm.policies.metrics IS 'Training and held-out metrics of this version.';
+COMMENT ON COLUMN ruvllm.policies.reason IS 'Why the version was made, promoted or kept as a candidate.';
+COMMENT ON COLUMN ruvllm.policies.parent_version IS 'The version it was trained from.';
+COMMENT ON COLUMN ruvllm.policies.created_at IS 'When the version was stored.';
+COMMENT ON COLUMN ruvllm.policies.promoted_at IS 'When the version was promoted.';
+
+CREATE FUNCTION ruvllm._install_initial_policy() RETURNS void
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+from ruvllm import policy, sqlglue
+sqlglue.call(plpy, policy.install_initial, plpy)
+$$;
+COMMENT ON FUNCTION ruvllm._install_initial_policy() IS
+    'Stores policy version 1, an untrained router over the installed models (internal; run at install).';
+SELECT ruvllm._install_initial_policy();
+
+------------------------------------------------------------------------------------------------
+-- Witness log
+------------------------------------------------------------------------------------------------
+
+-- Range-partitioned by day from the first version, so retention is a partition drop. Daily
+-- partitions are made ahead (ruvllm.witness_make_partitions); the default partition only catches
+-- rows of a day nobody made a partition for.
+CREATE TABLE ruvllm.witness (
+    request_id          uuid NOT NULL,
+    session_id          text,
+    tenant              text NOT NULL DEFAULT '',
+    query               text,
+    query_embedding     vector(384),
+    model               text,
+    context_size        integer,
+    temperature         real,
+    top_p               real,
+    confidence          real,
+    routing_confidence  real,
+    used_default        boolean,
+    policy_version      integer,
+    model_probs         jsonb,
+    quality             real,
+    rating              smallint CHECK (rating BETWEEN 1 AND 5),
+    correction          text,
+    feedback_at         timestamptz,
+    embedding_ms        real,
+    retrieval_ms        real,
+    routing_ms          real,
+    attention_ms        real,
+    generation_ms       real,
+    total_ms            real,
+    prompt_tokens       integer,
+    completion_tokens   integer,
+    context_node_ids    uuid[],
+    response            text,
+    response_embedding  vector(384),
+    cache_hit           boolean NOT NULL DEFAULT false,
+    error               text,
+    error_sqlstate      text,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (request_id, created_at)
+) PARTITION BY RANGE (created_at);
+CREATE INDEX witness_created_at ON ruvllm.witness (created_at);
+COMMENT ON TABLE ruvllm.witness IS 'Audit log: one row per ruvllm_query call, success or failure, written by the witness writer outside the caller''s transaction. Partitioned by day on created_at.';
+COMMENT ON COLUMN ruvllm.witness.request_id IS 'The request_id ruvllm_query returned.';
+COMMENT ON COLUMN ruvllm.witness.session_id IS 'Session of a multi-turn conversation, if any.';
+COMMENT ON COLUMN ruvllm.witness.tenant IS 'Tenant of the caller (ruvllm.tenant).';
+COMMENT ON COLUMN ruvllm.witness.query IS 'The question as asked.';
+COMMENT ON COLUMN ruvllm.witness.query_embedding IS 'all-MiniLM-L6-v2 embedding of the question.';
+COMMENT ON COLUMN ruvllm.witness.model IS 'Model that answered (or that the cached answer came from).';
+COMMENT ON COLUMN ruvllm.witness.context_size IS 'Context size the router chose, in tokens.';
+COMMENT ON COLUMN ruvllm.witness.temperature IS 'Sampling temperature used.';
+COMMENT ON COLUMN ruvllm.witness.top_p IS 'Nucleus sampling top_p used.';
+COMMENT ON COLUMN ruvllm.witness.confidence IS 'Memory support of the answer: best cosine similarity of the context used (0..1).';
+COMMENT ON COLUMN ruvllm.witness.routing_confidence IS 'Router confidence (0 uniform .. 1 certain).';
+COMMENT ON COLUMN ruvllm.witness.used_default IS 'Whether the router fell back to the safe default decision (confidence under ruvllm.confidence_threshold).';
+COMMENT ON COLUMN ruvllm.witness.policy_version IS 'Router policy version that decided.';
+COMMENT ON COLUMN ruvllm.witness.model_probs IS 'Router probability per enabled model, {"model": p}.';
+COMMENT ON COLUMN ruvllm.witness.quality IS 'Judged answer quality in [0, 1]; NULL until judged.';
+COMMENT ON COLUMN ruvllm.witness.rating IS 'User rating 1..5 from ruvllm_feedback.';
+COMMENT ON COLUMN ruvllm.witness.correction IS 'User correction from ruvllm_feedback.';
+COMMENT ON COLUMN ruvllm.witness.feedback_at IS 'When feedback arrived.';
+COMMENT ON COLUMN ruvllm.witness.embedding_ms IS 'Milliseconds spent embedding the question.';
+COMMENT ON COLUMN ruvllm.witness.retrieval_ms IS 'Milliseconds spent on HNSW search and graph expansion.';
+COMMENT ON COLUMN ruvllm.witness.routing_ms IS 'Milliseconds spent on features and the router.';
+COMMENT ON COLUMN ruvllm.witness.attention_ms IS 'Milliseconds spent ranking and fitting the context.';
+COMMENT ON COLUMN ruvllm.witness.generation_ms IS 'Milliseconds spent generating.';
+COMMENT ON COLUMN ruvllm.witness.total_ms IS 'Milliseconds for the whole call.';
+COMMENT ON COLUMN ruvllm.witness.prompt_tokens IS 'Prompt tokens the model evaluated.';
+COMMENT ON COLUMN ruvllm.witness.completion_tokens IS 'Tokens generated.';
+COMMENT ON COLUMN ruvllm.witness.context_node_ids IS 'Memory nodes given to the model, in rank order.';
+COMMENT ON COLUMN ruvllm.witness.response IS 'The answer returned.';
+COMMENT ON COLUMN ruvllm.witness.response_embedding IS 'Embedding of the answer; NULL until the quality judge computes it.';
+COMMENT ON COLUMN ruvllm.witness.cache_hit IS 'Whether the answer came from the response cache.';
+COMMENT ON COLUMN ruvllm.witness.error IS 'Error message of a failed call (NULL on success).';
+COMMENT ON COLUMN ruvllm.witness.error_sqlstate IS 'SQLSTATE of the error of a failed call.';
+COMMENT ON COLUMN ruvllm.witness.created_at IS 'When the call started; the partition key.';
+
+CREATE TABLE ruvllm.witness_default PARTITION OF ruvllm.witness DEFAULT;
+COMMENT ON TABLE ruvllm.witness_default IS 'Witness rows of days without a daily partition (normally empty).';
+
+CREATE FUNCTION ruvllm.witness_make_partitions(days_ahead integer DEFAULT 7) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    day date;
+    made integer := 0;
+    part text;
+BEGIN
+    IF days_ahead IS NULL OR days_ahead NOT BETWEEN 0 AND 366 THEN
+        RAISE EXCEPTION 'days_ahead must be between 0 and 366, not %', days_ahead
+            USING ERRCODE = '22003';
+    END IF;
+    -- Days are UTC days, whatever the session's TimeZone.
+    FOR day IN SELECT d::date FROM generate_series((now() AT TIME ZONE 'UTC')::date - 1,
+                                                 (now() AT TIME ZONE 'UTC')::date + days_ahead,
+                                                 interval '1 day') AS d
+    LOOP
+        part := 'witness_p' || to_char(day, 'YYYYMMDD');
+        CONTINUE WHEN to_regclass(format('ruvllm.%I', part)) IS NOT NULL;
+        BEGIN
+            EXECUTE format('CREATE TABLE ruvllm.%I PARTITION OF ruvllm.witness FOR VALUES FROM (%L) TO (%L)',
+                           part, (day::timestamp AT TIME ZONE 'UTC'),
+                           ((day + 1)::timestamp AT TIME ZONE 'UTC'));
+            made := made + 1;
+        EXCEPTION WHEN check_violation THEN
+            -- Rows of that day already sit in the default partition; leave them there.
+            RAISE NOTICE 'ruvllm: witness partition % not made: the default partition holds rows of that day', part;
+        END;
+    END LOOP;
+    RETURN made;
+END
+$$;
+COMMENT ON FUNCTION ruvllm.witness_make_partitions(integer) IS
+    'Makes the witness log''s daily partitions (UTC days) from yesterday to days_ahead days ahead; returns how many it made.';
+SELECT ruvllm.witness_make_partitions(7);
+
+-- Inserts a batch of witness rows given as JSON objects keyed by column name. One bad row must
+-- not lose the batch: on failure the rows are inserted one by one and the bad ones reported.
+CREATE FUNCTION ruvllm._witness_write(rows text[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    one text;
+    written integer := 0;
+BEGIN
+    BEGIN
+        INSERT INTO ruvllm.witness
+        SELECT w.* FROM unnest(rows) AS r(j), jsonb_populate_record(NULL::ruvllm.witness, r.j::jsonb) AS w;
+        GET DIAGNOSTICS written = ROW_COUNT;
+        RETURN written;
+    EXCEPTION WHEN others THEN
+        written := 0;
+    END;
+    FOREACH one IN ARRAY rows LOOP
+        BEGIN
+            INSERT INTO ruvllm.witness
+            SELECT * FROM jsonb_populate_record(NULL::ruvllm.witness, one::jsonb);
+            written := written + 1;
+        EXCEPTION WHEN others THEN
+            RAISE WARNING 'ruvllm: witness row dropped: % (SQLSTATE %)', SQLERRM, SQLSTATE;
+        END;
+    END LOOP;
+    RETURN written;
+END
+$$;
+COMMENT ON FUNCTION ruvllm._witness_write(text[]) IS
+    'Inserts witness rows given as JSON objects (internal: the witness writer and the synchronous fallback call it).';
+
+CREATE FUNCTION ruvllm._witness_enqueue(row_json text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'ruvllm_witness_enqueue' LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION ruvllm._witness_enqueue(text) IS
+    'Hands a witness row to the background writer, outside the caller''s transaction; false when the caller must write it (internal).';
+
+CREATE FUNCTION ruvllm._witness_queue_stats(OUT queued bigint, OUT written bigint, OUT rejected bigint,
+                                            OUT pending_bytes bigint, OUT writer_pid integer)
+    AS 'MODULE_PATHNAME', 'ruvllm_witness_queue_stats' LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION ruvllm._witness_queue_stats() IS
+    'This database''s witness queue: rows queued and written since the server started, rows refused, bytes waiting, the writer''s pid (internal).';
+
+CREATE FUNCTION public.ruvllm_witness_flush(timeout_ms integer DEFAULT 5000) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target bigint;
+    done bigint;
+    deadline timestamptz;
+BEGIN
+    IF timeout_ms IS NULL OR timeout_ms NOT BETWEEN 0 AND 600000 THEN
+        RAISE EXCEPTION 'timeout_ms must be between 0 and 600000, not %', timeout_ms USING ERRCODE = '22003';
+    END IF;
+    deadline := clock_timestamp() + make_interval(secs => timeout_ms / 1000.0);
+    SELECT queued INTO target FROM ruvllm._witness_queue_stats();
+    LOOP
+        SELECT written INTO done FROM ruvllm._witness_queue_stats();
+        IF done >= target THEN
+            RETURN true;
+        END IF;
+        IF clock_timestamp() >= deadline THEN
+            RETURN false;
+        END IF;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION public.ruvllm_witness_flush(integer) IS
+    'Waits until every witness row queued so far in this database is committed; false if timeout_ms passed first.';
+
+------------------------------------------------------------------------------------------------
+-- Sessions and the response cache
+------------------------------------------------------------------------------------------------
+
+CREATE TABLE ruvllm.sessions (
+    tenant             text NOT NULL DEFAULT '',
+    session_id         text NOT NULL CHECK (length(session_id) BETWEEN 1 AND 200),
+    turn_count         integer NOT NULL DEFAULT 0,
+    history            jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(history) = 'array'),
+    router_state       real[],
+    policy_version     integer,
+    context_embedding  vector(384),
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    last_active        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, session_id)
+);
+CREATE INDEX sessions_last_active ON ruvllm.sessions (last_active);
+COMMENT ON TABLE ruvllm.sessions IS 'Multi-turn conversations of ruvllm_query(query, session_id).';
+COMMENT ON COLUMN ruvllm.sessions.tenant IS 'Owning tenant; the same session id under another tenant is another session.';
+COMMENT ON COLUMN ruvllm.sessions.session_id IS 'The caller''s session id.';
+COMMENT ON COLUMN ruvllm.sessions.turn_count IS 'Turns answered so far.';
+COMMENT ON COLUMN ruvllm.sessions.history IS 'The last turns as [{"q": question, "a": answer}], oldest first.';
+COMMENT ON COLUMN ruvllm.sessions.router_state IS 'The FastGRNN router''s hidden state after the last turn.';
+COMMENT ON COLUMN ruvllm.sessions.policy_version IS 'Router policy version of router_state.';
+COMMENT ON COLUMN ruvllm.sessions.context_embedding IS 'Normalised mean of the turns'' question embeddings.';
+COMMENT ON COLUMN ruvllm.sessions.created_at IS 'When the session began.';
+COMMENT ON COLUMN ruvllm.sessions.last_active IS 'When the last turn was answered.';
+
+CREATE TABLE ruvllm.response_cache (
+    id               bigserial PRIMARY KEY,
+    tenant           text NOT NULL DEFAULT '',
+    query            text NOT NULL,
+    query_hash       text NOT NULL,
+    constraints_key  text NOT NULL,
+    query_embedding  vector(384) NOT NULL,
+    response         jsonb NOT NULL,
+    request_id       uuid NOT NULL,
+    hits             integer NOT NULL DEFAULT 0,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    last_hit_at      timestamptz,
+    expires_at       timestamptz NOT NULL
+);
+CREATE INDEX response_cache_exact ON ruvllm.response_cache (tenant, query_hash, constraints_key);
+CREATE INDEX response_cache_expires ON ruvllm.response_cache (expires_at);
+CREATE INDEX response_cache_embedding ON ruvllm.response_cache
+    USING hnsw (query_embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
+COMMENT ON TABLE ruvllm.response_cache IS 'Answers ruvllm_query may serve again: exact (same normalised question and constraints) or semantic (cosine >= ruvllm.cache_similarity), same tenant, until expires_at.';
+COMMENT ON COLUMN ruvllm.response_cache.id IS 'Entry id.';
+COMMENT ON COLUMN ruvllm.response_cache.tenant IS 'Tenant the answer was given to; only that tenant is served it.';
+COMMENT ON COLUMN ruvllm.response_cache.query IS 'The question.';
+COMMENT ON COLUMN ruvllm.response_cache.query_hash IS 'SHA-256 of the question, lower-cased with white space folded.';
+COMMENT ON COLUMN ruvllm.response_cache.constraints_key IS 'The request''s constraints as canonical JSON; only requests with equal constraints are served.';
+COMMENT ON COLUMN ruvllm.response_cache.query_embedding IS 'Embedding of the question, for semantic hits.';
+COMMENT ON COLUMN ruvllm.response_cache.response IS 'The answer: text, confidence, sources, routing.';
+COMMENT ON COLUMN ruvllm.response_cache.request_id IS 'The request that produced the answer.';
+COMMENT ON COLUMN ruvllm.response_cache.hits IS 'How often the entry was served.';
+COMMENT ON COLUMN ruvllm.response_cache.created_at IS 'When the answer was cached.';
+COMMENT ON COLUMN ruvllm.response_cache.last_hit_at IS 'When the entry was last served.';
+COMMENT ON COLUMN ruvllm.response_cache.expires_at IS 'After this the entry is not served (created_at + ruvllm.cache_ttl).';
+
+------------------------------------------------------------------------------------------------
+-- Query
+------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION public.ruvllm_query(query text, session_id text DEFAULT NULL, constraints jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json
+from ruvllm import query as pipeline, sqlglue
+return json.dumps(sqlglue.call(plpy, pipeline.run, plpy, query, session_id, constraints))
+$$;
+COMMENT ON FUNCTION public.ruvllm_query(text, text, jsonb) IS
+    'Answers a question from memory with a routed local model: {request_id, text, confidence, sources, routing, latency_ms, cache_hit}. Constraints: max_tokens, temperature, top_p, max_latency_ms, model. Every call, failed ones included, leaves a row in ruvllm.witness.';
+
+CREATE FUNCTION public.ruvllm_query_row(query text, session_id text DEFAULT NULL, constraints jsonb DEFAULT '{}')
+RETURNS TABLE (request_id uuid, answer text, confidence real, model text, context_size integer,
+               temperature real, top_p real, routing_confidence real, sources jsonb,
+               total_ms real, cache_hit boolean)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT (r->>'request_id')::uuid, r->>'text', (r->>'confidence')::real, r->'routing'->>'model',
+       (r->'routing'->>'context_size')::integer, (r->'routing'->>'temperature')::real,
+       (r->'routing'->>'top_p')::real, (r->'routing'->>'confidence')::real, r->'sources',
+       (r->'latency_ms'->>'total')::real, (r->>'cache_hit')::boolean
+  FROM public.ruvllm_query(query, session_id, constraints) AS r
+$$;
+COMMENT ON FUNCTION public.ruvllm_query_row(text, text, jsonb) IS
+    'ruvllm_query as one row of plain columns, for clients and BI tools that prefer columns to jsonb.';
+
+CREATE FUNCTION public.ruvllm_route(query text) RETURNS jsonb
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json
+from ruvllm import query as pipeline, sqlglue
+return json.dumps(sqlglue.call(plpy, pipeline.route, plpy, query))
+$$;
+COMMENT ON FUNCTION public.ruvllm_route(text) IS
+    'The routing decision the current policy makes for a question (model, context size, temperature, top_p, confidence, model probabilities) and the 128 features it read; generates nothing and writes nothing.';
+
+CREATE FUNCTION public.ruvllm_feedback(request_id uuid, rating integer, correction text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+from ruvllm import query as pipeline, sqlglue
+return sqlglue.call(plpy, pipeline.feedback, plpy, request_id, rating, correction)
+$$;
+COMMENT ON FUNCTION public.ruvllm_feedback(uuid, integer, text) IS
+    'Records a rating (1..5) and optional correction on a request''s witness row; a correction is stored in memory as a high-confidence QAPair with Derived edges to the context the answer used. Returns that node''s id (NULL without a correction).';

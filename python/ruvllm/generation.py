@@ -49,7 +49,8 @@ class GenerationBackend:
     """What the pipeline needs from a generator."""
 
     def generate(self, model, prompt, *, max_tokens=128, temperature=0.7, top_p=0.9,
-                 system=None, seed=None):
+                 system=None, seed=None, history=(), stop=None):
+        """history: earlier (question, answer) turns of the session, oldest first."""
         raise NotImplementedError
 
     def count_tokens(self, model, text):
@@ -101,20 +102,28 @@ class LlamaCppBackend(GenerationBackend):
         return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def generate(self, model, prompt, *, max_tokens=128, temperature=0.7, top_p=0.9,
-                 system=None, seed=None):
+                 system=None, seed=None, history=(), stop=None):
         llm = self._llama(model)
         started = time.perf_counter()
         kwargs = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p)
         if seed is not None:
             kwargs["seed"] = seed
+        if stop:
+            kwargs["stop"] = list(stop)
+        # The session's earlier turns come first and unchanged, so llama.cpp finds them as the
+        # prefix of what it evaluated last time and reuses that KV state in this backend.
         if model.prompt_style == "chat":
-            messages = ([{"role": "system", "content": system}] if system else []) + [
-                {"role": "user", "content": prompt}]
+            messages = [{"role": "system", "content": system}] if system else []
+            for question, answer in history:
+                messages += [{"role": "user", "content": question},
+                             {"role": "assistant", "content": answer}]
+            messages.append({"role": "user", "content": prompt})
             out = llm.create_chat_completion(messages=messages, **kwargs)
             choice = out["choices"][0]
             text = choice["message"]["content"] or ""
         else:
-            full = f"{system}\n\n{prompt}" if system else prompt
+            turns = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in history)
+            full = (f"{system}\n\n" if system else "") + turns + prompt
             out = llm.create_completion(full, **kwargs)
             choice = out["choices"][0]
             text = choice["text"]

@@ -17,6 +17,16 @@ def setting(plpy, name, default=None):
     return default if value in (None, "") else value
 
 
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "min": 60, "h": 3600, "d": 86400}
+
+
+def seconds(value):
+    """A time setting as current_setting() shows it ('3600', '1h', '30min', '500ms') in seconds."""
+    text = str(value).strip()
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    return float(number) * _UNIT_SECONDS.get(text[len(number):], 1)
+
+
 _plans = {}
 
 

@@ -1,0 +1,9 @@
+/* ruvllm.h: what the library's source files share. */
+#ifndef RUVLLM_H
+#define RUVLLM_H
+
+/* Settings defined in ruvllm.c and read by the witness queue. */
+extern bool ruvllm_witness_async;
+extern int	ruvllm_witness_writer_idle;
+
+#endif

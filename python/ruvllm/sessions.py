@@ -1,0 +1,80 @@
+"""Multi-turn sessions: history, the router's hidden state and a running context embedding.
+
+A session belongs to a tenant: the same session id under another tenant is another session.
+The table write is part of the caller's transaction (a rolled-back turn did not happen).
+"""
+import json
+
+import numpy as np
+
+from . import errors
+from .memory import parse_vector, vector_literal
+
+MAX_SESSION_ID = 200
+HISTORY_TURNS = 8        # kept in the table
+PROMPT_TURNS = 4         # replayed into the prompt
+TURN_CHARS = 2000        # each stored question/answer is cut to this
+
+_plans = {}
+
+
+def _plan(plpy, key, sql, types):
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _plans[key] = plpy.prepare(sql, types)
+    return plan
+
+
+def check_session_id(session_id):
+    if session_id is None:
+        return None
+    if not isinstance(session_id, str) or not 1 <= len(session_id) <= MAX_SESSION_ID \
+            or not session_id.strip():
+        raise errors.invalid(f"session_id must be 1 to {MAX_SESSION_ID} characters, not blank")
+    return session_id
+
+
+def load(plpy, tenant, session_id):
+    """The session as a dict, or None when it is new."""
+    rows = plpy.execute(_plan(plpy, "load", """
+        SELECT turn_count, history::text AS history, router_state, policy_version,
+               context_embedding::text AS ctx
+          FROM ruvllm.sessions WHERE tenant = $1 AND session_id = $2""", ["text", "text"]),
+                        [tenant, session_id])
+    if not rows:
+        return None
+    r = rows[0]
+    return {
+        "turn_count": r["turn_count"],
+        "history": json.loads(r["history"]),
+        "router_state": np.asarray(r["router_state"], dtype=np.float32) if r["router_state"] else None,
+        "policy_version": r["policy_version"],
+        "context_embedding": parse_vector(r["ctx"]) if r["ctx"] else None,
+    }
+
+
+def save(plpy, tenant, session_id, previous, query, answer, router_state, policy_version, query_vec):
+    history = list(previous["history"]) if previous else []
+    history.append({"q": query[:TURN_CHARS], "a": answer[:TURN_CHARS]})
+    history = history[-HISTORY_TURNS:]
+    turns = (previous["turn_count"] if previous else 0) + 1
+    # Running mean of the turns' query embeddings, renormalised: what the session is about.
+    ctx = np.asarray(query_vec, dtype=np.float32)
+    if previous and previous["context_embedding"] is not None:
+        ctx = previous["context_embedding"] * np.float32(turns - 1) + ctx
+    norm = float(np.linalg.norm(ctx))
+    if norm > 0:
+        ctx = ctx / np.float32(norm)
+    plpy.execute(_plan(plpy, "save", """
+        INSERT INTO ruvllm.sessions AS s (tenant, session_id, turn_count, history, router_state,
+                                          policy_version, context_embedding, last_active)
+        VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7::public.vector, pg_catalog.now())
+        ON CONFLICT (tenant, session_id) DO UPDATE SET
+            turn_count = EXCLUDED.turn_count, history = EXCLUDED.history,
+            router_state = EXCLUDED.router_state, policy_version = EXCLUDED.policy_version,
+            context_embedding = EXCLUDED.context_embedding, last_active = EXCLUDED.last_active""",
+                           ["text", "text", "int", "text", "real[]", "int", "text"]),
+                 [tenant, session_id, turns, json.dumps(history),
+                  [float(v) for v in router_state] if router_state is not None else None,
+                  policy_version, vector_literal(ctx)])
+    return turns

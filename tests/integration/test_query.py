@@ -1,0 +1,245 @@
+"""ruvllm_query end to end on a real database: routing, sources, sessions, feedback, cache,
+witness rows (also for failures and rolled-back callers), the model pool and bad input."""
+import json
+import shutil
+import time
+
+import psycopg
+import pytest
+
+KNOWLEDGE = [
+    ("The witness log is rotated by dropping its oldest daily partition: each day of "
+     "ruvllm.witness lives in its own partition, so retention never deletes row by row.", "Fact"),
+    ("ruvllm_feedback(request_id, rating) stores a user rating from 1 to 5 on the witness row "
+     "of that request.", "Fact"),
+    ("The capital of France is Paris. Paris lies on the river Seine.", "Fact"),
+    ("VACUUM reclaims the space of dead tuples left behind by updates and deletes in PostgreSQL.",
+     "Document"),
+    ("HNSW indexes in pgvector find approximate nearest neighbours; ef_search trades recall for "
+     "speed.", "Document"),
+]
+
+
+def scalar(conn, sql, params=None):
+    return conn.execute(sql, params).fetchone()[0]
+
+
+def seed(db):
+    db.execute("SELECT ruvllm_ingest_many(%s::jsonb)",
+               (json.dumps([{"content": c, "node_type": t} for c, t in KNOWLEDGE]),))
+
+
+def witness_rows(db, where="true", params=None):
+    assert scalar(db, "SELECT ruvllm_witness_flush(10000)")
+    cur = db.execute(f"SELECT * FROM ruvllm.witness WHERE {where} ORDER BY created_at", params)
+    cols = [c.name for c in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def ask(db, query, session=None, constraints=None):
+    return scalar(db, "SELECT ruvllm_query(%s, %s, %s::jsonb)",
+                  (query, session, json.dumps(constraints or {})))
+
+
+def test_two_queries_are_routed_and_answered_from_memory(db):
+    seed(db)
+    a = ask(db, "How do I rotate the witness log?")
+    b = ask(db, "What is the capital of France?", constraints={"max_tokens": 24})
+    for r in (a, b):
+        assert r["text"].strip()
+        assert r["routing"]["model"] in ("smollm2-135m-instruct", "gemma-3-270m")
+        assert set(r["routing"]["model_probs"]) == {"smollm2-135m-instruct", "gemma-3-270m"}
+        assert abs(sum(r["routing"]["model_probs"].values()) - 1) < 1e-4
+        assert r["routing"]["context_size"] in (256, 512, 1024, 2048, 4096)
+        assert 0 <= r["routing"]["temperature"] <= 2 and 0 <= r["routing"]["top_p"] <= 1
+        assert r["sources"] and r["cache_hit"] is False
+        assert set(r["latency_ms"]) == {"embedding", "retrieval", "routing", "attention",
+                                        "generation", "total"}
+        assert r["latency_ms"]["total"] >= r["latency_ms"]["generation"] > 0
+    # Each answer's best source is the fact it is about.
+    assert "partition" in a["sources"][0]["excerpt"]
+    assert "Paris" in b["sources"][0]["excerpt"]
+    assert "paris" in b["text"].lower()
+    rows = witness_rows(db)
+    assert [r["request_id"] for r in rows] == [a["request_id"], b["request_id"]] or \
+        sorted(str(r["request_id"]) for r in rows) == sorted([a["request_id"], b["request_id"]])
+    row = next(r for r in rows if str(r["request_id"]) == b["request_id"])
+    assert row["model"] == b["routing"]["model"] and row["response"] == b["text"]
+    assert row["error"] is None and row["cache_hit"] is False
+    assert row["total_ms"] > 0 and row["generation_ms"] > 0 and row["embedding_ms"] > 0
+    assert [str(i) for i in row["context_node_ids"]] == [s["id"] for s in b["sources"]]
+    assert row["query_embedding"] is not None and row["policy_version"] == 1
+
+
+def test_row_form_returns_plain_columns(db):
+    seed(db)
+    row = db.execute("SELECT * FROM ruvllm_query_row('What does VACUUM do?')").fetchone()
+    cols = [c.name for c in db.execute("SELECT * FROM ruvllm_query_row('What does VACUUM do?')").description]
+    assert cols[:4] == ["request_id", "answer", "confidence", "model"]
+    assert row[1] and row[3] in ("smollm2-135m-instruct", "gemma-3-270m")
+
+
+def test_route_shows_decision_and_features(db):
+    seed(db)
+    r = scalar(db, "SELECT ruvllm_route('How is the witness log rotated?')")
+    assert r["decision"]["model"] in ("smollm2-135m-instruct", "gemma-3-270m")
+    assert set(r["features"]) == {"query", "embedding", "search", "system"}
+    assert sum(len(v) for v in r["features"].values()) >= 64
+    assert r["retrieved"] >= 1
+    assert scalar(db, "SELECT count(*) FROM ruvllm.witness") == 0
+
+
+def test_witness_survives_rollback_and_failures(db):
+    seed(db)
+    db.autocommit = False
+    r = ask(db, "What does VACUUM do?", constraints={"max_tokens": 16})
+    db.rollback()
+    db.autocommit = True
+    rows = witness_rows(db, "request_id = %s", (r["request_id"],))
+    assert len(rows) == 1 and rows[0]["error"] is None
+    # A rejected input: the statement raises, and the witness keeps the error and its SQLSTATE.
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        ask(db, "hello", constraints={"colour": "blue"})
+    failed = witness_rows(db, "error IS NOT NULL")
+    assert len(failed) == 1 and failed[0]["error_sqlstate"] == "22023"
+    assert "colour" in failed[0]["error"] and failed[0]["query"] == "hello"
+
+
+def test_witness_written_synchronously_when_async_is_off(db):
+    seed(db)
+    db.execute("SET ruvllm.witness_async = off")
+    r = ask(db, "What does VACUUM do?", constraints={"max_tokens": 8})
+    # No flush needed: the row is part of this transaction.
+    assert scalar(db, "SELECT count(*) FROM ruvllm.witness WHERE request_id = %s", (r["request_id"],)) == 1
+
+
+def test_witness_is_partitioned_by_day(db):
+    parts = scalar(db, """SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                           WHERE i.inhparent = 'ruvllm.witness'::regclass AND c.relname LIKE 'witness_p%'""")
+    assert parts >= 8  # yesterday, today and 7 days ahead
+    assert scalar(db, "SELECT ruvllm.witness_make_partitions(9)") == 2
+    seed(db)
+    r = ask(db, "What does VACUUM do?", constraints={"max_tokens": 8})
+    witness_rows(db)
+    part = scalar(db, "SELECT tableoid::regclass::text FROM ruvllm.witness WHERE request_id = %s",
+                  (r["request_id"],))
+    assert part.startswith("ruvllm.witness_p")
+
+
+def test_multi_turn_session(db):
+    seed(db)
+    first = ask(db, "What is the capital of France?", session="s-1", constraints={"max_tokens": 24})
+    second = ask(db, "Which river runs through it?", session="s-1", constraints={"max_tokens": 24})
+    assert first["session_turn"] == 1 and second["session_turn"] == 2
+    row = db.execute("SELECT turn_count, history, array_length(router_state, 1) FROM ruvllm.sessions "
+                     "WHERE session_id = 's-1'").fetchone()
+    assert row[0] == 2 and [t["q"] for t in row[1]] == ["What is the capital of France?",
+                                                          "Which river runs through it?"]
+    assert row[2] and row[2] > 0
+    # The second turn is answered, not served from the cache, and the session is witnessed.
+    assert second["cache_hit"] is False
+    assert len(witness_rows(db, "session_id = 's-1'")) == 2
+    # Another tenant's session of the same id is another session.
+    db.execute("SET ruvllm.tenant = 'other'")
+    db.execute("SELECT ruvllm_ingest('Berlin is the capital of Germany.')")
+    third = ask(db, "What is the capital of Germany?", session="s-1", constraints={"max_tokens": 16})
+    assert third["session_turn"] == 1
+
+
+def test_feedback_lands_on_witness_and_correction_in_memory(db):
+    seed(db)
+    r = ask(db, "How do I rotate the witness log?", constraints={"max_tokens": 24})
+    assert scalar(db, "SELECT ruvllm_feedback(%s, 5)", (r["request_id"],)) is None
+    row = witness_rows(db, "request_id = %s", (r["request_id"],))[0]
+    assert row["rating"] == 5 and row["feedback_at"] is not None
+    node = scalar(db, "SELECT ruvllm_feedback(%s, 2, %s)",
+                  (r["request_id"], "Drop the oldest witness partition, or set a retention period."))
+    stored = db.execute("SELECT node_type, metadata, source FROM ruvllm.nodes WHERE id = %s", (node,)).fetchone()
+    assert stored[0] == "QAPair" and stored[1]["confidence"] >= 0.9
+    assert stored[2] == f"feedback:{r['request_id']}"
+    assert scalar(db, 'SELECT count(*) FROM ruvllm_graph."Derived"') == len(r["sources"])
+    assert witness_rows(db, "request_id = %s", (r["request_id"],))[0]["rating"] == 2
+
+
+def test_cache_hits_exact_and_semantic(db):
+    seed(db)
+    first = ask(db, "What does VACUUM do?", constraints={"max_tokens": 24})
+    exact = ask(db, "  what does   VACUUM do? ", constraints={"max_tokens": 24})
+    assert exact["cache_hit"] is True and exact["text"] == first["text"]
+    assert exact["request_id"] != first["request_id"]
+    assert exact["latency_ms"]["generation"] == 0
+    paraphrase = "What is it that VACUUM does?"
+    sim = scalar(db, "SELECT 1 - (ruvllm_embed(%s) <=> ruvllm_embed('What does VACUUM do?'))", (paraphrase,))
+    assert 0.8 < sim < 0.999
+    db.execute(f"SET ruvllm.cache_similarity = {sim + 0.005:.4f}")
+    assert ask(db, paraphrase, constraints={"max_tokens": 24})["cache_hit"] is False
+    db.execute("DELETE FROM ruvllm.response_cache WHERE query = %s", (paraphrase,))
+    db.execute(f"SET ruvllm.cache_similarity = {sim - 0.005:.4f}")
+    semantic = ask(db, paraphrase, constraints={"max_tokens": 24})
+    assert semantic["cache_hit"] is True and semantic["text"] == first["text"]
+    assert semantic["cache_similarity"] == pytest.approx(sim, abs=1e-4)
+    # Other constraints, another tenant, or an expired entry: no hit.
+    assert ask(db, "What does VACUUM do?", constraints={"max_tokens": 16})["cache_hit"] is False
+    db.execute("SET ruvllm.tenant = 'other'")
+    assert ask(db, "What does VACUUM do?", constraints={"max_tokens": 24})["cache_hit"] is False
+    db.execute("RESET ruvllm.tenant")
+    db.execute("UPDATE ruvllm.response_cache SET expires_at = now() - interval '1 s'")
+    assert ask(db, "What does VACUUM do?", constraints={"max_tokens": 24})["cache_hit"] is False
+    hits = witness_rows(db, "cache_hit")
+    assert len(hits) == 2 and all(h["generation_ms"] is None for h in hits)
+
+
+def test_model_constraint_and_pool(db):
+    seed(db)
+    r = ask(db, "The capital of France is", constraints={"model": "gemma-3-270m", "max_tokens": 8,
+                                                          "temperature": 0})
+    assert r["routing"]["model"] == "gemma-3-270m" and r["routing"]["temperature"] == 0
+    assert scalar(db, "SELECT count(*) FROM ruvllm.models") == 2
+    db.execute("UPDATE ruvllm.models SET enabled = false WHERE name = 'gemma-3-270m'")
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+        ask(db, "hello", constraints={"model": "gemma-3-270m"})
+    with pytest.raises(psycopg.errors.UndefinedObject) as exc:
+        ask(db, "hello", constraints={"model": "gpt-9"})
+    assert "smollm2-135m-instruct" in exc.value.diag.message_hint
+
+
+def test_changed_model_file_is_refused(db, tmp_path):
+    src = scalar(db, "SELECT current_setting('ruvllm.models_dir')") + "/SmolLM2-135M-Instruct.Q4_1.gguf"
+    copy = tmp_path / "smol-copy.gguf"
+    shutil.copyfile(src, copy)
+    db.execute("SELECT ruvllm_register_model('smol-copy', %s, 'chat', tier => 5)", (str(copy),))
+    assert scalar(db, "SELECT sha256 FROM ruvllm.models WHERE name = 'smol-copy'") == \
+        scalar(db, "SELECT sha256 FROM ruvllm.models WHERE name = 'smollm2-135m-instruct'")
+    with open(copy, "ab") as f:
+        f.write(b"tampered")
+    seed(db)
+    with pytest.raises(psycopg.errors.DataCorrupted) as exc:
+        ask(db, "hello", constraints={"model": "smol-copy"})
+    assert "checksum" in str(exc.value)
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SELECT ruvllm_register_model('bad', %s, 'chat', %s)", (str(copy), "0" * 64 + "x"))
+
+
+@pytest.mark.parametrize("sql, params, error", [
+    ("SELECT ruvllm_query(NULL)", None, psycopg.errors.NullValueNotAllowed),
+    ("SELECT ruvllm_query('  ')", None, psycopg.errors.InvalidParameterValue),
+    ("SELECT ruvllm_query(repeat('word ', 600))", None, psycopg.errors.StringDataRightTruncation),
+    ("SELECT ruvllm_query('hi', NULL, '[1]')", None, psycopg.errors.InvalidParameterValue),
+    ("SELECT ruvllm_query('hi', NULL, '{\"max_tokens\": 0}')", None, psycopg.errors.NumericValueOutOfRange),
+    ("SELECT ruvllm_query('hi', NULL, '{\"max_tokens\": \"ten\"}')", None, psycopg.errors.InvalidParameterValue),
+    ("SELECT ruvllm_query('hi', NULL, '{\"temperature\": 3}')", None, psycopg.errors.NumericValueOutOfRange),
+    ("SELECT ruvllm_query('hi', NULL, '{\"model\": \"nope\"}')", None, psycopg.errors.UndefinedObject),
+    ("SELECT ruvllm_query('hi', '')", None, psycopg.errors.InvalidParameterValue),
+    ("SELECT ruvllm_feedback(gen_random_uuid(), 3)", None, psycopg.errors.NoDataFound),
+    ("SELECT ruvllm_feedback(NULL, 3)", None, psycopg.errors.NullValueNotAllowed),
+    ("SELECT ruvllm_feedback(gen_random_uuid(), 6)", None, psycopg.errors.NumericValueOutOfRange),
+    ("SELECT ruvllm_feedback(gen_random_uuid(), 0)", None, psycopg.errors.NumericValueOutOfRange),
+])
+def test_bad_input_is_rejected_and_nothing_is_written(db, sql, params, error):
+    with pytest.raises(error):
+        db.execute(sql, params)
+    for table in ("ruvllm.nodes", "ruvllm.sessions", "ruvllm.response_cache"):
+        assert scalar(db, f"SELECT count(*) FROM {table}") == 0
+    # Only the failure's own witness row (ruvllm_query's), nothing else.
+    rows = witness_rows(db)
+    assert all(r["error"] and r["response"] is None for r in rows)
