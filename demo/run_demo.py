@@ -40,9 +40,20 @@ def ask(conn, question):
         print(result["text"])
         print("\nsources:")
         for source in result.get("sources", []):
-            print(f"  {source['score']:.3f}  {source['excerpt'][:90]}")
-        print("routing:", json.dumps(result.get("routing", {})))
+            print(f"  {source['score']:.3f}  {' '.join(source['excerpt'].split())[:90]}")
+        routing = result.get("routing", {})
+        print(f"\nrouting: model {routing.get('model')}, context {routing.get('context_size')} tokens, "
+              f"temperature {routing.get('temperature'):.2f}, top_p {routing.get('top_p'):.2f}, "
+              f"confidence {routing.get('confidence'):.2f}"
+              f"{' (safe default: the router is not trained yet)' if routing.get('used_default') else ''}")
         print("latency_ms:", json.dumps(result.get("latency_ms", {})))
+        conn.execute("SELECT ruvllm_witness_flush()")
+        row = conn.execute(
+            "SELECT model, total_ms, cardinality(context_node_ids), tableoid::regclass FROM ruvllm.witness "
+            "WHERE request_id = %s", (result["request_id"],)).fetchone()
+        if row:
+            print(f"witness: request {result['request_id']} in {row[3]}: model {row[0]}, "
+                  f"{row[1]:.0f} ms, {row[2]} context nodes")
     else:
         # Until ruvllm_query lands: the two halves it will join, memory search and generation.
         print(f"\nSELECT * FROM ruvllm_search('{question}', 3, 1);\n")

@@ -25,6 +25,9 @@ MAX_MAX_TOKENS = 2048
 QUERY_HOPS = 2
 EXCERPT_CHARS = 240
 PROMPT_RESERVE_TOKENS = 96   # system text, question and template tokens around the context
+# Nodes whose attention is under this share of the best node's are left out of the prompt: small
+# models answer worse, and slower, with weakly related text in their context.
+MIN_RELATIVE_SCORE = 0.1
 
 SYSTEM_PROMPT = ("You are ruvllm, an assistant inside a PostgreSQL database. Answer the question "
                  "briefly, using the numbered context when it is relevant.")
@@ -331,6 +334,8 @@ def _run(plpy, query, session_id, constraints, backend, clock, request_id, trace
     t = time.perf_counter()
     ranked = attention.rank(vec, node_vecs, [r["hop"] for r in rows], [r["via_rel"] for r in rows],
                             [r["edge_weight"] for r in rows], ages)
+    if ranked:
+        ranked = [n for n in ranked if n.score >= MIN_RELATIVE_SCORE * ranked[0].score]
     history_tokens = sum(gen.count_tokens(spec, q) + gen.count_tokens(spec, a) for q, a in history)
     budget = min(routing["context_size"],
                  spec.n_ctx - max_tokens - PROMPT_RESERVE_TOKENS - history_tokens

@@ -243,3 +243,31 @@ def test_bad_input_is_rejected_and_nothing_is_written(db, sql, params, error):
     # Only the failure's own witness row (ruvllm_query's), nothing else.
     rows = witness_rows(db)
     assert all(r["error"] and r["response"] is None for r in rows)
+
+
+def test_backends_switch_to_a_newly_promoted_policy(db):
+    """A newer promoted policy is picked up by the next request; its decision is used when confident."""
+    import numpy as np
+
+    from ruvllm import policy
+
+    seed(db)
+    before = scalar(db, "SELECT ruvllm_route('What does VACUUM do?')")["decision"]
+    assert before["policy_version"] == 1 and before["used_default"] is True
+    assert before["model"] == "smollm2-135m-instruct"
+    router = policy.initial_router(["smollm2-135m-instruct", "gemma-3-270m"], seed=1)
+    # A strong bias towards the second model and the 512-token bin: confident whatever the input.
+    router.params["b_model"][:] = np.array([-4.0, 4.0], dtype=np.float32)
+    router.params["b_ctx"][:] = np.array([0, 6.0, 0, 0, 0], dtype=np.float32)
+    db.execute("""INSERT INTO ruvllm.policies (status, router, model_names, reason, parent_version, promoted_at)
+                  VALUES ('promoted', %s, ARRAY['smollm2-135m-instruct', 'gemma-3-270m'], 'test', 1, now())""",
+               (router.to_bytes(),))
+    after = scalar(db, "SELECT ruvllm_route('What does VACUUM do?')")["decision"]
+    assert after["policy_version"] == 2 and after["used_default"] is False
+    assert after["model"] == "gemma-3-270m" and after["context_size"] == 512
+    answer = ask(db, "What does VACUUM do?", constraints={"max_tokens": 16})
+    assert answer["routing"]["model"] == "gemma-3-270m" and answer["routing"]["policy_version"] == 2
+    # A candidate is never used, however new.
+    db.execute("""INSERT INTO ruvllm.policies (status, router, model_names, reason)
+                  SELECT 'candidate', router, model_names, 'not promoted' FROM ruvllm.policies WHERE version = 1""")
+    assert scalar(db, "SELECT ruvllm_route('What does VACUUM do?')")["decision"]["policy_version"] == 2
