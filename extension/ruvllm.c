@@ -36,6 +36,17 @@ static int	ruvllm_max_query_tokens = 512;
 static int	ruvllm_query_k = 8;
 static double ruvllm_cache_similarity = 0.97;
 static int	ruvllm_cache_ttl = 3600;
+static double ruvllm_quality_threshold = 0.75;
+static int	ruvllm_replay_capacity = 10000;
+static double ruvllm_explore_rate = 0.05;
+static double ruvllm_utility_lambda = 0.05;
+static double ruvllm_utility_mu = 0.01;
+static int	ruvllm_judge_max_per_run = 20;
+static int	ruvllm_witness_archive_after = 30 * 86400;
+char	   *ruvllm_databases = NULL;
+int			ruvllm_instant_interval = 2;
+int			ruvllm_background_interval = 600;
+int			ruvllm_deep_interval = 3600;
 
 void
 _PG_init(void)
@@ -90,6 +101,49 @@ _PG_init(void)
 							"Seconds a witness writer waits for rows before it exits and releases its connection.",
 							NULL, &ruvllm_witness_writer_idle, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomRealVariable("ruvllm.quality_threshold",
+							 "Judged quality at or above which an answer is written back to memory as a QAPair.",
+							 NULL, &ruvllm_quality_threshold, 0.75, 0.0, 1.0, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.replay_capacity",
+							"Samples the router's replay buffer keeps (reservoir sampling over all requests).",
+							NULL, &ruvllm_replay_capacity, 10000, 100, 10000000, PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomRealVariable("ruvllm.explore_rate",
+							 "Share of requests routed to a random enabled model instead of the router's choice, so the router keeps seeing every model.",
+							 NULL, &ruvllm_explore_rate, 0.05, 0.0, 1.0, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomRealVariable("ruvllm.utility_lambda",
+							 "Utility cost of one second of latency in router training: U = quality - lambda * seconds - mu * cost.",
+							 NULL, &ruvllm_utility_lambda, 0.05, 0.0, 100.0, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomRealVariable("ruvllm.utility_mu",
+							 "Utility cost of one unit of model cost (cost_per_token x tokens / 1000) in router training.",
+							 NULL, &ruvllm_utility_mu, 0.01, 0.0, 100.0, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.judge_max_per_run",
+							"Most answers one run of the instant loop judges.",
+							NULL, &ruvllm_judge_max_per_run, 20, 1, 10000, PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.witness_archive_after",
+							"Age after which the deep loop moves witness rows out of ruvllm.witness into ruvllm.witness_archive.",
+							NULL, &ruvllm_witness_archive_after, 30 * 86400, 3600, INT_MAX, PGC_USERSET,
+							GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomStringVariable("ruvllm.databases",
+							   "Databases in which the ruvllm background worker runs the learning loops (comma-separated).",
+							   NULL, &ruvllm_databases, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.instant_interval",
+							"Seconds between runs of the instant loop (judge, writeback, edge weights, replay).",
+							NULL, &ruvllm_instant_interval, 2, 1, 86400, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.background_interval",
+							"Seconds between runs of the background loop (router training).",
+							NULL, &ruvllm_background_interval, 600, 1, 7 * 86400, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.deep_interval",
+							"Seconds between runs of the deep loop (pattern bank, memory compression, witness archiving).",
+							NULL, &ruvllm_deep_interval, 3600, 1, 30 * 86400, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	/* Settings under ruvllm.* are ours: a typo in postgresql.conf is reported, not ignored. */
 	MarkGUCPrefixReserved("ruvllm");
 }
@@ -120,8 +174,9 @@ PG_FUNCTION_INFO_V1(ruvllm_on_drop_extension);
  * Event trigger (ddl_command_start, DROP EXTENSION). AGE keeps a graph's catalog rows in its own
  * tables, which DROP EXTENSION ruvllm would leave dangling (and a later CREATE EXTENSION would then
  * fail on "graph already exists"). Only the parse tree tells whether this DROP names ruvllm, and
- * only a C trigger can see it; if it does, the graph is dropped the AGE way first, in the same
- * transaction, so a failed DROP EXTENSION rolls that back too.
+ * only a C trigger can see it; if it does, AGE's catalog rows of the graph are deleted first, in
+ * the same transaction (so a failed DROP EXTENSION rolls that back too), and the graph's schema
+ * goes with the extension.
  */
 Datum
 ruvllm_on_drop_extension(PG_FUNCTION_ARGS)

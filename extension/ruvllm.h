@@ -6,4 +6,10 @@
 extern bool ruvllm_witness_async;
 extern int	ruvllm_witness_writer_idle;
 
+/* The learning loops' worker. */
+extern char *ruvllm_databases;
+extern int	ruvllm_instant_interval;
+extern int	ruvllm_background_interval;
+extern int	ruvllm_deep_interval;
+
 #endif

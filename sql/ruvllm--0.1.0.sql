@@ -115,52 +115,35 @@ COMMENT ON FUNCTION public.ruvllm_generate(text, integer, text) IS
 
 -- The memory graph lives in Apache AGE so users can query it with Cypher. Its schema and label
 -- tables become members of this extension; AGE's own catalog rows do not, so an event trigger
--- drops the graph the AGE way before DROP EXTENSION ruvllm (see extension/ruvllm.c).
+-- deletes them before DROP EXTENSION ruvllm (see extension/ruvllm.c).
 SELECT ag_catalog.create_graph('ruvllm_graph');
 
 CREATE FUNCTION ruvllm._drop_graph() RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    member record;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM ag_catalog.ag_graph WHERE name = 'ruvllm_graph') THEN
-        RETURN;
-    END IF;
-    -- AGE's drop_graph may only drop what no extension claims: release the graph's objects first.
-    FOR member IN
-        SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END AS kind,
-               format('%I.%I', n.nspname, c.relname) AS name
-          FROM pg_depend d
-          JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
-           AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'ruvllm')
-           AND n.nspname = 'ruvllm_graph'
-    LOOP
-        EXECUTE format('ALTER EXTENSION ruvllm DROP %s %s', member.kind, member.name);
-    END LOOP;
-    IF EXISTS (SELECT 1 FROM pg_depend d
-                WHERE d.classid = 'pg_namespace'::regclass AND d.deptype = 'e'
-                  AND d.objid = 'ruvllm_graph'::regnamespace) THEN
-        ALTER EXTENSION ruvllm DROP SCHEMA ruvllm_graph;
-    END IF;
-    PERFORM ag_catalog.drop_graph('ruvllm_graph', true);
+    -- The graph's schema, label tables and sequence are members of this extension, so DROP
+    -- EXTENSION drops them; only AGE's catalog rows are left to delete. AGE's own drop_graph is
+    -- not used: in AGE 1.5 its label cache flush corrupts the cache when a large DROP resets the
+    -- relation cache in the same transaction (apache/age issue 2245), which kills the backend.
+    DELETE FROM ag_catalog.ag_label
+     WHERE graph = (SELECT graphid FROM ag_catalog.ag_graph WHERE name = 'ruvllm_graph');
+    DELETE FROM ag_catalog.ag_graph WHERE name = 'ruvllm_graph';
 END
 $$;
 COMMENT ON FUNCTION ruvllm._drop_graph() IS
-    'Drops the ruvllm_graph AGE graph with its catalog rows; run by the DROP EXTENSION event trigger (internal).';
+    'Deletes AGE''s catalog rows of the ruvllm_graph graph; run by the DROP EXTENSION event trigger, which then drops the graph''s schema with the extension (internal).';
 
 CREATE FUNCTION ruvllm._on_drop_extension() RETURNS event_trigger
     AS 'MODULE_PATHNAME', 'ruvllm_on_drop_extension' LANGUAGE C;
 COMMENT ON FUNCTION ruvllm._on_drop_extension() IS
-    'Event trigger function: drops the AGE graph before DROP EXTENSION ruvllm (internal).';
+    'Event trigger function: removes the AGE graph''s catalog rows before DROP EXTENSION ruvllm (internal).';
 
 CREATE EVENT TRIGGER ruvllm_drop_graph ON ddl_command_start WHEN TAG IN ('DROP EXTENSION')
     EXECUTE FUNCTION ruvllm._on_drop_extension();
 COMMENT ON EVENT TRIGGER ruvllm_drop_graph IS
-    'Drops the ruvllm_graph AGE graph, catalog rows included, when DROP EXTENSION names ruvllm.';
+    'Removes the ruvllm_graph AGE graph''s catalog rows when DROP EXTENSION names ruvllm; its schema and tables are extension members and go with it.';
 
 ------------------------------------------------------------------------------------------------
 -- Memory
@@ -462,6 +445,7 @@ CREATE TABLE ruvllm.witness (
     context_node_ids    uuid[],
     response            text,
     response_embedding  vector(384),
+    features            real[],
     cache_hit           boolean NOT NULL DEFAULT false,
     error               text,
     error_sqlstate      text,
@@ -499,6 +483,7 @@ COMMENT ON COLUMN ruvllm.witness.completion_tokens IS 'Tokens generated.';
 COMMENT ON COLUMN ruvllm.witness.context_node_ids IS 'Memory nodes given to the model, in rank order.';
 COMMENT ON COLUMN ruvllm.witness.response IS 'The answer returned.';
 COMMENT ON COLUMN ruvllm.witness.response_embedding IS 'Embedding of the answer; NULL until the quality judge computes it.';
+COMMENT ON COLUMN ruvllm.witness.features IS 'The 128 router input features of the request (python/ruvllm/features.py), for training.';
 COMMENT ON COLUMN ruvllm.witness.cache_hit IS 'Whether the answer came from the response cache.';
 COMMENT ON COLUMN ruvllm.witness.error IS 'Error message of a failed call (NULL on success).';
 COMMENT ON COLUMN ruvllm.witness.error_sqlstate IS 'SQLSTATE of the error of a failed call.';
@@ -733,3 +718,107 @@ return sqlglue.call(plpy, pipeline.feedback, plpy, request_id, rating, correctio
 $$;
 COMMENT ON FUNCTION public.ruvllm_feedback(uuid, integer, text) IS
     'Records a rating (1..5) and optional correction on a request''s witness row; a correction is stored in memory as a high-confidence QAPair with Derived edges to the context the answer used. Returns that node''s id (NULL without a correction).';
+
+------------------------------------------------------------------------------------------------
+-- Learning loops
+------------------------------------------------------------------------------------------------
+
+CREATE TABLE ruvllm.loop_runs (
+    id           bigserial PRIMARY KEY,
+    loop         text NOT NULL CHECK (loop IN ('instant', 'background', 'deep')),
+    run_by       text NOT NULL DEFAULT 'manual' CHECK (run_by IN ('manual', 'worker')),
+    started_at   timestamptz NOT NULL,
+    finished_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    status       text NOT NULL CHECK (status IN ('ok', 'error')),
+    metrics      jsonb NOT NULL DEFAULT '{}',
+    error        text
+);
+CREATE INDEX loop_runs_loop_started ON ruvllm.loop_runs (loop, started_at DESC);
+COMMENT ON TABLE ruvllm.loop_runs IS 'One row per run of a learning loop, by the background worker or ruvllm_run_loop.';
+COMMENT ON COLUMN ruvllm.loop_runs.id IS 'Run id.';
+COMMENT ON COLUMN ruvllm.loop_runs.loop IS 'instant, background or deep.';
+COMMENT ON COLUMN ruvllm.loop_runs.run_by IS 'worker (the background worker) or manual (ruvllm_run_loop).';
+COMMENT ON COLUMN ruvllm.loop_runs.started_at IS 'When the run started.';
+COMMENT ON COLUMN ruvllm.loop_runs.finished_at IS 'When the run finished.';
+COMMENT ON COLUMN ruvllm.loop_runs.status IS 'ok or error.';
+COMMENT ON COLUMN ruvllm.loop_runs.metrics IS 'What the run did (rows judged, version trained, clusters, ...).';
+COMMENT ON COLUMN ruvllm.loop_runs.error IS 'The error of a failed run.';
+
+CREATE TABLE ruvllm.replay (
+    slot          integer PRIMARY KEY CHECK (slot >= 0),
+    request_id    uuid NOT NULL,
+    features      real[] NOT NULL,
+    model         text NOT NULL,
+    context_size  integer,
+    temperature   real,
+    top_p         real,
+    quality       real NOT NULL,
+    latency_ms    real,
+    cost          real,
+    added_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ruvllm.replay IS 'The router''s replay buffer: a uniform sample (reservoir sampling, ruvllm.replay_capacity slots) of judged requests.';
+COMMENT ON COLUMN ruvllm.replay.slot IS 'Reservoir slot, 0 .. capacity - 1.';
+COMMENT ON COLUMN ruvllm.replay.request_id IS 'The request the sample comes from.';
+COMMENT ON COLUMN ruvllm.replay.features IS 'The router''s 128 input features for that request.';
+COMMENT ON COLUMN ruvllm.replay.model IS 'Model that answered.';
+COMMENT ON COLUMN ruvllm.replay.context_size IS 'Context size used.';
+COMMENT ON COLUMN ruvllm.replay.temperature IS 'Temperature used.';
+COMMENT ON COLUMN ruvllm.replay.top_p IS 'top_p used.';
+COMMENT ON COLUMN ruvllm.replay.quality IS 'Judged quality in [0, 1].';
+COMMENT ON COLUMN ruvllm.replay.latency_ms IS 'Generation latency.';
+COMMENT ON COLUMN ruvllm.replay.cost IS 'Relative cost: cost_per_token x completion tokens / 1000.';
+COMMENT ON COLUMN ruvllm.replay.added_at IS 'When the sample entered the buffer.';
+
+CREATE TABLE ruvllm.replay_state (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    seen       bigint NOT NULL DEFAULT 0
+);
+INSERT INTO ruvllm.replay_state DEFAULT VALUES;
+COMMENT ON TABLE ruvllm.replay_state IS 'How many samples the replay buffer has been offered (reservoir sampling needs the count).';
+COMMENT ON COLUMN ruvllm.replay_state.singleton IS 'Always true: the table has one row.';
+COMMENT ON COLUMN ruvllm.replay_state.seen IS 'Samples offered to the replay buffer so far.';
+
+CREATE TABLE ruvllm.patterns (
+    id                 serial PRIMARY KEY,
+    bank_version       integer NOT NULL,
+    centroid           vector(384) NOT NULL,
+    count              integer NOT NULL,
+    best_model         text,
+    best_context_size  integer,
+    mean_quality       real,
+    created_at         timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX patterns_bank_version ON ruvllm.patterns (bank_version);
+COMMENT ON TABLE ruvllm.patterns IS 'Pattern bank of the deep loop: k-means++ clusters of recent query embeddings; the router reads the nearest as a feature.';
+COMMENT ON COLUMN ruvllm.patterns.id IS 'Pattern id.';
+COMMENT ON COLUMN ruvllm.patterns.bank_version IS 'Deep-loop run that made the bank; the newest version is in use.';
+COMMENT ON COLUMN ruvllm.patterns.centroid IS 'Unit-norm cluster centre.';
+COMMENT ON COLUMN ruvllm.patterns.count IS 'Queries in the cluster.';
+COMMENT ON COLUMN ruvllm.patterns.best_model IS 'Model with the best mean quality on the cluster''s judged queries.';
+COMMENT ON COLUMN ruvllm.patterns.best_context_size IS 'Most used context size among the cluster''s best-quality answers.';
+COMMENT ON COLUMN ruvllm.patterns.mean_quality IS 'Mean judged quality of the cluster''s answers.';
+COMMENT ON COLUMN ruvllm.patterns.created_at IS 'When the pattern was made.';
+
+CREATE TABLE ruvllm.witness_archive (LIKE ruvllm.witness INCLUDING DEFAULTS);
+ALTER TABLE ruvllm.witness_archive ADD PRIMARY KEY (request_id, created_at);
+COMMENT ON TABLE ruvllm.witness_archive IS 'Witness rows older than ruvllm.witness_archive_after, moved out of the hot table by the deep loop.';
+
+CREATE FUNCTION ruvllm._run_loop(loop text, run_by text) RETURNS jsonb
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json
+from ruvllm import loops, sqlglue
+return json.dumps(sqlglue.call(plpy, loops.run, plpy, loop, run_by))
+$$;
+COMMENT ON FUNCTION ruvllm._run_loop(text, text) IS
+    'Runs one learning loop and records the run in ruvllm.loop_runs (internal; the background worker calls it with run_by = worker).';
+
+CREATE FUNCTION public.ruvllm_run_loop(loop text) RETURNS jsonb
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ruvllm._run_loop(loop, 'manual') $$;
+COMMENT ON FUNCTION public.ruvllm_run_loop(text) IS
+    'Runs one learning loop now: instant (judge, writeback, edge weights, replay), background (router training) or deep (pattern bank, memory compression, witness archiving). Returns the run''s record; a failed run is recorded with its error and raises a WARNING, not an error.';
