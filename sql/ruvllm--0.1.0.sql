@@ -430,7 +430,11 @@ CREATE TABLE ruvllm.witness (
     used_default        boolean,
     policy_version      integer,
     model_probs         jsonb,
+    explored            boolean NOT NULL DEFAULT false,
     quality             real,
+    judge_score         smallint CHECK (judge_score BETWEEN 1 AND 5),
+    groundedness        real,
+    relevance           real,
     rating              smallint CHECK (rating BETWEEN 1 AND 5),
     correction          text,
     feedback_at         timestamptz,
@@ -468,7 +472,11 @@ COMMENT ON COLUMN ruvllm.witness.routing_confidence IS 'Router confidence (0 uni
 COMMENT ON COLUMN ruvllm.witness.used_default IS 'Whether the router fell back to the safe default decision (confidence under ruvllm.confidence_threshold).';
 COMMENT ON COLUMN ruvllm.witness.policy_version IS 'Router policy version that decided.';
 COMMENT ON COLUMN ruvllm.witness.model_probs IS 'Router probability per enabled model, {"model": p}.';
-COMMENT ON COLUMN ruvllm.witness.quality IS 'Judged answer quality in [0, 1]; NULL until judged.';
+COMMENT ON COLUMN ruvllm.witness.explored IS 'Whether the model was picked at random for exploration (ruvllm.explore_rate) instead of by the router.';
+COMMENT ON COLUMN ruvllm.witness.quality IS 'Answer quality in [0, 1] (judge, groundedness, relevance and the user''s rating; see README); NULL until the instant loop judges it.';
+COMMENT ON COLUMN ruvllm.witness.judge_score IS 'The LLM judge''s rating 1..5; NULL when not judged or the judge failed.';
+COMMENT ON COLUMN ruvllm.witness.groundedness IS 'Best cosine similarity between the answer and the context nodes used.';
+COMMENT ON COLUMN ruvllm.witness.relevance IS 'Cosine similarity between the answer and the question.';
 COMMENT ON COLUMN ruvllm.witness.rating IS 'User rating 1..5 from ruvllm_feedback.';
 COMMENT ON COLUMN ruvllm.witness.correction IS 'User correction from ruvllm_feedback.';
 COMMENT ON COLUMN ruvllm.witness.feedback_at IS 'When feedback arrived.';

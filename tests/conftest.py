@@ -5,7 +5,6 @@ The server runs the real extensions (pgvector, AGE, PL/Python) and the real mode
 mocked. Tests run inside the ruvllm root (`make test`), where PostgreSQL 17 lives.
 """
 import os
-import shutil
 
 import pytest
 

@@ -11,16 +11,12 @@ import json
 import re
 
 from .memory import vector_literal
+from .sqlglue import planner
 
-_plans = {}
+_plan = planner()
 _SPACE = re.compile(r"\s+")
 
 
-def _plan(plpy, key, sql, types):
-    plan = _plans.get(key)
-    if plan is None:
-        plan = _plans[key] = plpy.prepare(sql, types)
-    return plan
 
 
 def query_hash(query):

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from . import embedding, errors, textutil
+from .sqlglue import planner
 
 NODE_TYPES = ("Query", "Document", "AgentStep", "Fact", "QAPair", "Concept")
 RELS = ("Cites", "Follows", "SameTopic", "AgentStep", "Derived")
@@ -92,15 +93,7 @@ def check_weight(weight):
 
 # --- prepared plans -----------------------------------------------------------------------------
 
-_plans = {}
-
-
-def _plan(plpy, key, sql, types):
-    plan = _plans.get(key)
-    if plan is None:
-        plan = plpy.prepare(sql, types)
-        _plans[key] = plan
-    return plan
+_plan = planner()
 
 
 def _setting(plpy, name, cast=str):

@@ -4,7 +4,8 @@ import os
 import re
 
 from . import errors
-from .generation import ModelSpec
+from .generation import DEFAULT_MODELS_DIR, ModelSpec
+from .sqlglue import setting
 
 PROMPT_STYLES = ("chat", "completion")
 GGUF_MAGIC = b"GGUF"
@@ -51,14 +52,9 @@ def check_file(name, path, expected_sha256):
     return actual
 
 
-def _setting(plpy, name):
-    plan = plpy.prepare("SELECT pg_catalog.current_setting($1, true) AS v", ["text"])
-    return plpy.execute(plan, [name])[0]["v"]
-
-
 def models_dir(plpy):
-    return os.environ.get("RUVLLM_MODELS_DIR") or _setting(plpy, "ruvllm.models_dir") or \
-        "/usr/local/share/ruvllm/models"
+    return os.environ.get("RUVLLM_MODELS_DIR") or setting(plpy, "ruvllm.models_dir") or \
+        DEFAULT_MODELS_DIR
 
 
 def register(plpy, *, name, path, prompt_style, sha256=None, tier=1, n_ctx=2048,

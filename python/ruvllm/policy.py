@@ -7,20 +7,16 @@ default until training (the background loop) gives it confidence.
 """
 from . import errors
 from .router import DefaultDecision, FastGRNNRouter
+from .sqlglue import planner
 
 # The safe default: the smallest model (the model head is in tier order), a mid-size context,
 # a low temperature (small models ramble when sampled hot).
 SAFE_DEFAULT = DefaultDecision(model_index=0, context_size=1024, temperature=0.2, top_p=0.9)
 
-_plans = {}
+_plan = planner()
 _current = {"version": None, "router": None}
 
 
-def _plan(plpy, key, sql, types):
-    plan = _plans.get(key)
-    if plan is None:
-        plan = _plans[key] = plpy.prepare(sql, types)
-    return plan
 
 
 def initial_router(model_names, seed=0):

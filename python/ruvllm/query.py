@@ -9,15 +9,15 @@ and the error is raised again). The stages' wall times go to the witness and the
 """
 import json
 import math
-import os
+import random
 import time
 import uuid
 
 import numpy as np
 
-from . import attention, cache, embedding, errors, features, generation, memory, models, policy
+from . import attention, cache, embedding, errors, features, generation, judge, memory, models, policy
 from . import sessions, witness
-from .sqlglue import seconds, setting
+from .sqlglue import planner, seconds, setting
 
 CONSTRAINT_KEYS = ("max_tokens", "temperature", "top_p", "max_latency_ms", "model")
 DEFAULT_MAX_TOKENS = 96
@@ -34,16 +34,13 @@ SYSTEM_PROMPT = ("You are ruvllm, an assistant inside a PostgreSQL database. Ans
 COMPLETION_INSTRUCTION = "Answer the question briefly, using the context."
 COMPLETION_STOP = ("\nQuestion:", "\n\n\n")
 
-_plans = {}
+_plan = planner()
+_rng = random.Random()
 _stats = {"at": 0.0, "quality": {}, "latency": {}}
+_bank = {"version": None, "centroids": None}
 _mem = {"at": 0.0, "mb": None}
 
 
-def _plan(plpy, key, sql, types):
-    plan = _plans.get(key)
-    if plan is None:
-        plan = _plans[key] = plpy.prepare(sql, types)
-    return plan
 
 
 # --- validation (pure) --------------------------------------------------------------------------
@@ -151,6 +148,20 @@ def _model_stats(plpy):
     return _stats["quality"], _stats["latency"]
 
 
+def _pattern_centroids(plpy):
+    """The newest pattern bank's centroids (the deep loop's); fetched again only when it changes."""
+    version = plpy.execute(_plan(plpy, "bank_version", """
+        SELECT max(bank_version) AS v FROM ruvllm.patterns""", []))[0]["v"]
+    if version != _bank["version"]:
+        rows = plpy.execute(_plan(plpy, "bank", """
+            SELECT public.vector_send(centroid) AS v FROM ruvllm.patterns
+             WHERE bank_version = $1 ORDER BY id""", ["int"]), [version]) if version else []
+        _bank["centroids"] = np.stack([np.frombuffer(bytes(r["v"])[4:], dtype=">f4").astype(np.float32)
+                                       for r in rows]) if rows else None
+        _bank["version"] = version
+    return _bank["centroids"]
+
+
 def _concurrent_requests(plpy):
     return plpy.execute(_plan(plpy, "active", """
         SELECT count(*)::int AS n FROM pg_catalog.pg_stat_activity
@@ -180,13 +191,14 @@ def _settings(plpy):
         "cache_similarity": float(setting(plpy, "ruvllm.cache_similarity", "0.97")),
         "cache_ttl": seconds(setting(plpy, "ruvllm.cache_ttl", "3600")),
         "max_loaded_models": int(setting(plpy, "ruvllm.max_loaded_models", "2")),
+        "explore_rate": float(setting(plpy, "ruvllm.explore_rate", "0.05")),
     }
 
 
 # --- routing --------------------------------------------------------------------------------------
 
 def route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg, constraints,
-                  h_prev=None, user_frequency=0):
+                  h_prev=None, user_frequency=0, explore=True):
     """Features → the promoted router → a decision over the enabled models, plus what it saw."""
     version, router = policy.current(plpy)
     names = pool.names()
@@ -205,7 +217,7 @@ def route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg, con
     )
     x = features.build(query, token_count, vec, rows, cfg["k"], state,
                        user_frequency=user_frequency, ef_search=cfg["ef_search"],
-                       embeddings=node_vecs)
+                       embeddings=node_vecs, centroids=_pattern_centroids(plpy))
     if h_prev is not None and h_prev.shape != (router.hidden,):
         h_prev = None   # the session started under a policy of another shape
     decision, h = router.decide(x, h_prev, confidence_threshold=cfg["confidence_threshold"])
@@ -215,7 +227,12 @@ def route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg, con
     model = decision.model_name
     if model not in names:
         model = max(probs, key=probs.get) if probs else names[0]
+    # epsilon-greedy: a share of traffic goes to a random model, so the router keeps seeing them all.
+    explored = explore and len(names) > 1 and _rng.random() < cfg["explore_rate"]
+    if explored:
+        model = _rng.choice(names)
     return {
+        "explored": bool(explored),
         "policy_version": version,
         "model": model,
         "context_size": int(decision.context_size),
@@ -309,10 +326,11 @@ def _run(plpy, query, session_id, constraints, backend, clock, request_id, trace
     clock.lap("retrieval", t)
 
     t = time.perf_counter()
-    routing, _x, h = route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg,
-                                   constraints,
-                                   h_prev=session["router_state"] if session else None,
-                                   user_frequency=session["turn_count"] if session else 0)
+    routing, x, h = route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg,
+                                  constraints,
+                                  h_prev=session["router_state"] if session else None,
+                                  user_frequency=session["turn_count"] if session else 0,
+                                  explore="model" not in constraints)
     if "model" in constraints:
         routing["model"] = constraints["model"]
     for key in ("temperature", "top_p"):
@@ -323,7 +341,8 @@ def _run(plpy, query, session_id, constraints, backend, clock, request_id, trace
     trace.update(model=routing["model"], context_size=routing["context_size"],
                  temperature=routing["temperature"], top_p=routing["top_p"],
                  routing_confidence=routing["confidence"], used_default=routing["used_default"],
-                 policy_version=routing["policy_version"], model_probs=routing["model_probs"])
+                 policy_version=routing["policy_version"], model_probs=routing["model_probs"],
+                 explored=routing["explored"], features=[round(float(v), 6) for v in x])
 
     gen = backend or generation.default_backend()
     gen.max_loaded = cfg["max_loaded_models"]
@@ -365,7 +384,7 @@ def _run(plpy, query, session_id, constraints, backend, clock, request_id, trace
     answer = {"text": text, "confidence": confidence, "sources": sources,
               "routing": {k: routing[k] for k in ("model", "context_size", "temperature", "top_p",
                                                   "confidence", "model_probs", "used_default",
-                                                  "policy_version")}}
+                                                  "explored", "policy_version")}}
     if use_cache and result.finish_reason != "error":
         cache.store(plpy, tenant, query, cache.query_hash(query), cache.constraints_key(constraints),
                     vec, answer, cfg["cache_ttl"], request_id)
@@ -385,7 +404,7 @@ def _serve_hit(plpy, hit, request_id, trace, clock, session, session_id, tenant,
                  temperature=routing["temperature"], top_p=routing["top_p"],
                  routing_confidence=routing["confidence"], used_default=routing["used_default"],
                  policy_version=routing["policy_version"], model_probs=routing["model_probs"],
-                 confidence=hit["confidence"], response=hit["text"],
+                 explored=bool(routing.get("explored")), confidence=hit["confidence"], response=hit["text"],
                  context_node_ids=[s["id"] for s in hit["sources"]])
     if _setting_on(plpy, "transaction_read_only") is False:
         cache.count_hit(plpy, hit["cache_id"])
@@ -413,7 +432,8 @@ def route(plpy, query):
     vec, token_count, _ = embedding.embed_one(query)
     rows = memory.search_vector(plpy, vec, cfg["k"], QUERY_HOPS, memory.current_tenant(plpy))
     node_vecs, _ages = _node_vectors(plpy, [r["id"] for r in rows])
-    routing, x, _h = route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg, {})
+    routing, x, _h = route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg, {},
+                                   explore=False)
     return {"decision": routing, "features": features.describe(x), "token_count": token_count,
             "retrieved": len(rows)}
 
@@ -433,7 +453,8 @@ def feedback(plpy, request_id, rating, correction=None, wait_s=3.0):
         memory.check_content(correction, "correction")
     tenant = memory.current_tenant(plpy)
     find = _plan(plpy, "find", """
-        SELECT created_at, query, context_node_ids::text[] AS ctx FROM ruvllm.witness
+        SELECT created_at, query, context_node_ids::text[] AS ctx, judge_score, groundedness,
+               relevance FROM ruvllm.witness
          WHERE request_id = $1::uuid AND tenant = $2 AND error IS NULL""", ["text", "text"])
     rows = plpy.execute(find, [str(request_id), tenant])
     deadline = time.monotonic() + wait_s
@@ -446,10 +467,18 @@ def feedback(plpy, request_id, rating, correction=None, wait_s=3.0):
                                  hint="Give feedback on a request_id that ruvllm_query returned "
                                       "to this tenant.")
     row = rows[0]
+    quality = None
+    if row["groundedness"] is not None:
+        # Already judged: the rating joins the automatic signals now (judge.py has the formula).
+        quality = judge.combined_quality(
+            judge.automatic_quality(row["judge_score"], row["groundedness"], row["relevance"] or 0.0),
+            rating)
     plpy.execute(_plan(plpy, "rate", """
-        UPDATE ruvllm.witness SET rating = $3, correction = $4, feedback_at = pg_catalog.now()
-         WHERE request_id = $1::uuid AND created_at = $2""", ["text", "timestamptz", "int", "text"]),
-                 [str(request_id), row["created_at"], rating, correction])
+        UPDATE ruvllm.witness SET rating = $3, correction = $4, feedback_at = pg_catalog.now(),
+                                  quality = COALESCE($5, quality)
+         WHERE request_id = $1::uuid AND created_at = $2""",
+                       ["text", "timestamptz", "int", "text", "real"]),
+                 [str(request_id), row["created_at"], rating, correction, quality])
     if correction is None:
         return None
     node = memory.ingest_many(plpy, [(f"Question: {row['query']}\nAnswer: {correction}", "QAPair",

@@ -9,20 +9,16 @@ import numpy as np
 
 from . import errors
 from .memory import parse_vector, vector_literal
+from .sqlglue import planner
 
 MAX_SESSION_ID = 200
 HISTORY_TURNS = 8        # kept in the table
 PROMPT_TURNS = 4         # replayed into the prompt
 TURN_CHARS = 2000        # each stored question/answer is cut to this
 
-_plans = {}
+_plan = planner()
 
 
-def _plan(plpy, key, sql, types):
-    plan = _plans.get(key)
-    if plan is None:
-        plan = _plans[key] = plpy.prepare(sql, types)
-    return plan
 
 
 def check_session_id(session_id):

@@ -27,12 +27,20 @@ def seconds(value):
     return float(number) * _UNIT_SECONDS.get(text[len(number):], 1)
 
 
-_plans = {}
+def planner():
+    """A per-module cache of prepared plans: plan(plpy, key, sql, types) prepares once per backend."""
+    plans = {}
+
+    def plan(plpy, key, sql, types):
+        prepared = plans.get(key)
+        if prepared is None:
+            prepared = plans[key] = plpy.prepare(sql, types)
+        return prepared
+    return plan
+
+
+_plan = planner()
 
 
 def _SETTING_PLAN(plpy):
-    plan = _plans.get("setting")
-    if plan is None:
-        plan = plpy.prepare("SELECT pg_catalog.current_setting($1, true) AS v", ["text"])
-        _plans["setting"] = plan
-    return plan
+    return _plan(plpy, "setting", "SELECT pg_catalog.current_setting($1, true) AS v", ["text"])

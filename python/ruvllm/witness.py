@@ -10,23 +10,19 @@ import datetime
 import json
 
 from .memory import vector_literal
+from .sqlglue import planner
 
 COLUMNS = (
     "request_id", "session_id", "tenant", "query", "query_embedding", "model", "context_size",
     "temperature", "top_p", "confidence", "routing_confidence", "used_default", "policy_version",
-    "model_probs", "quality", "embedding_ms", "retrieval_ms", "routing_ms", "attention_ms",
+    "model_probs", "explored", "features", "embedding_ms", "retrieval_ms", "routing_ms", "attention_ms",
     "generation_ms", "total_ms", "prompt_tokens", "completion_tokens", "context_node_ids",
     "response", "response_embedding", "cache_hit", "error", "error_sqlstate", "created_at",
 )
 
-_plans = {}
+_plan = planner()
 
 
-def _plan(plpy, key, sql, types):
-    plan = _plans.get(key)
-    if plan is None:
-        plan = _plans[key] = plpy.prepare(sql, types)
-    return plan
 
 
 def now_utc():
@@ -39,6 +35,10 @@ def make_row(**values):
     if unknown:
         raise KeyError(f"not witness columns: {sorted(unknown)}")
     row = {c: values.get(c) for c in COLUMNS}
+    # jsonb_populate_record gives NULL, not the column default, for a missing key.
+    for key, default in (("tenant", ""), ("cache_hit", False), ("explored", False)):
+        if row[key] is None:
+            row[key] = default
     for key in ("query_embedding", "response_embedding"):
         if row[key] is not None and not isinstance(row[key], str):
             row[key] = vector_literal(row[key])

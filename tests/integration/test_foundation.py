@@ -1,5 +1,4 @@
 """Smoke tests of the foundation: extensions, the Python package, generation, clean removal."""
-import json
 import re
 
 import psycopg

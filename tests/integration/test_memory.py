@@ -4,8 +4,6 @@ import json
 import psycopg
 import pytest
 
-from ruvllm import memory
-
 TOPICS = ["vacuum and dead tuples", "write-ahead log archiving", "replication slots and standbys",
           "HNSW index build memory", "row-level security policies", "partition pruning in plans"]
 # Six paragraphs on different topics, ~100 words each: too long for one chunk, and no two alike

@@ -2,7 +2,6 @@
 witness rows (also for failures and rolled-back callers), the model pool and bad input."""
 import json
 import shutil
-import time
 
 import psycopg
 import pytest
@@ -69,6 +68,7 @@ def test_two_queries_are_routed_and_answered_from_memory(db):
     assert row["total_ms"] > 0 and row["generation_ms"] > 0 and row["embedding_ms"] > 0
     assert [str(i) for i in row["context_node_ids"]] == [s["id"] for s in b["sources"]]
     assert row["query_embedding"] is not None and row["policy_version"] == 1
+    assert len(row["features"]) == 128 and row["quality"] is None
 
 
 def test_row_form_returns_plain_columns(db):
@@ -265,8 +265,10 @@ def test_backends_switch_to_a_newly_promoted_policy(db):
     after = scalar(db, "SELECT ruvllm_route('What does VACUUM do?')")["decision"]
     assert after["policy_version"] == 2 and after["used_default"] is False
     assert after["model"] == "gemma-3-270m" and after["context_size"] == 512
+    db.execute("SET ruvllm.explore_rate = 0")
     answer = ask(db, "What does VACUUM do?", constraints={"max_tokens": 16})
     assert answer["routing"]["model"] == "gemma-3-270m" and answer["routing"]["policy_version"] == 2
+    assert answer["routing"]["explored"] is False
     # A candidate is never used, however new.
     db.execute("""INSERT INTO ruvllm.policies (status, router, model_names, reason)
                   SELECT 'candidate', router, model_names, 'not promoted' FROM ruvllm.policies WHERE version = 1""")

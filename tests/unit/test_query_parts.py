@@ -79,3 +79,8 @@ def test_time_settings_in_seconds():
     from ruvllm.sqlglue import seconds
     assert seconds("3600") == 3600 and seconds("1h") == 3600 and seconds("30min") == 1800
     assert seconds("500ms") == 0.5 and seconds("2d") == 172800 and seconds("0") == 0
+
+
+def test_witness_row_fills_not_null_columns_of_a_failed_call():
+    row = witness.make_row(request_id=uuid.uuid4(), error="boom", error_sqlstate="22023")
+    assert row["tenant"] == "" and row["cache_hit"] is False and row["explored"] is False
