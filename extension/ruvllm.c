@@ -47,6 +47,7 @@ char	   *ruvllm_databases = NULL;
 int			ruvllm_instant_interval = 2;
 int			ruvllm_background_interval = 600;
 int			ruvllm_deep_interval = 3600;
+static char *ruvllm_pii_mask = NULL;
 
 void
 _PG_init(void)
@@ -144,6 +145,11 @@ _PG_init(void)
 							"Seconds between runs of the deep loop (pattern bank, memory compression, witness archiving).",
 							NULL, &ruvllm_deep_interval, 3600, 1, 30 * 86400, PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("ruvllm.pii_mask",
+							   "Kinds of personal data masked before ruvllm stores text: email, phone, card, iban, ip (comma-separated; empty: none).",
+							   "Masks witness rows, sessions, the response cache and memory writeback; the answer returned to the caller is not altered.",
+							   &ruvllm_pii_mask, "email,phone,card,iban,ip", PGC_SUSET, 0,
+							   NULL, NULL, NULL);
 	/* Settings under ruvllm.* are ours: a typo in postgresql.conf is reported, not ignored. */
 	MarkGUCPrefixReserved("ruvllm");
 }

@@ -71,8 +71,9 @@ LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $$
 if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
-import json, sys
+import json, os, sys
 import numpy, ruvllm
+from ruvllm import generation
 try:
     import llama_cpp
     llama = llama_cpp.__version__
@@ -86,10 +87,11 @@ return json.dumps({
     "python": sys.version.split()[0],
     "numpy": numpy.__version__,
     "llama_cpp": llama,
+    "loaded_models": [os.path.basename(p) for p in generation.default_backend().loaded()],
 })
 $$;
 COMMENT ON FUNCTION public.ruvllm_info() IS
-    'Versions of the ruvllm extension, library and Python package, and of the Python libraries it runs on.';
+    'Versions of the ruvllm extension, library and Python package, and of the Python libraries it runs on; the model files this backend has loaded.';
 
 ------------------------------------------------------------------------------------------------
 -- Generation

@@ -65,7 +65,12 @@ def count_hit(plpy, cache_id):
          WHERE id = $1""", ["bigint"]), [cache_id])
 
 
-def store(plpy, tenant, query, qhash, ckey, query_vec, entry, ttl_s, request_id):
+def store(plpy, tenant, query, qhash, ckey, query_vec, entry, ttl_s, request_id, mask=None):
+    """mask: text -> text for the stored question and answer (PII masking); a later hit serves
+    the masked answer."""
+    if mask is not None:
+        query = mask(query)
+        entry = dict(entry, text=mask(entry["text"]))
     plpy.execute(_plan(plpy, "store", """
         INSERT INTO ruvllm.response_cache (tenant, query, query_hash, constraints_key,
                                            query_embedding, response, request_id, expires_at)

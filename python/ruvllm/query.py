@@ -15,7 +15,7 @@ import uuid
 
 import numpy as np
 
-from . import attention, cache, embedding, errors, features, generation, judge, memory, models, policy
+from . import attention, cache, embedding, errors, features, generation, judge, memory, models, pii, policy
 from . import sessions, witness
 from .sqlglue import planner, seconds, setting
 
@@ -263,12 +263,15 @@ def run(plpy, query, session_id=None, constraints=None, backend=None):
              "query": query if isinstance(query, str) else None, "created_at": created_at,
              "cache_hit": False}
     tenant = ""
+    mask = None
     try:
         tenant = memory.current_tenant(plpy)
         trace["tenant"] = tenant
-        response = _run(plpy, query, session_id, constraints, backend, clock, request_id, trace, tenant)
+        mask = storage_mask(plpy)
+        response = _run(plpy, query, session_id, constraints, backend, clock, request_id, trace, tenant,
+                        mask)
         _finish_trace(trace, clock)
-        witness.record(plpy, witness.make_row(**trace))
+        witness.record(plpy, witness.make_row(mask=mask, **trace))
         return response
     except Exception as e:  # noqa: BLE001 - recorded, then raised again unchanged
         trace["tenant"] = tenant
@@ -276,7 +279,7 @@ def run(plpy, query, session_id=None, constraints=None, backend=None):
         trace["error_sqlstate"] = getattr(e, "sqlstate", None) or errors.INTERNAL_ERROR
         _finish_trace(trace, clock)
         try:
-            witness.record(plpy, witness.make_row(**trace))
+            witness.record(plpy, witness.make_row(mask=mask or pii.masker(pii.KINDS), **trace))
         except Exception:  # noqa: BLE001 - the caller's error matters more than the audit's
             pass
         raise
@@ -289,7 +292,12 @@ def _finish_trace(trace, clock):
     trace["total_ms"] = round(clock.total(), 3)
 
 
-def _run(plpy, query, session_id, constraints, backend, clock, request_id, trace, tenant):
+def storage_mask(plpy):
+    """PII masking for what this request stores, per ruvllm.pii_mask."""
+    return pii.masker(pii.kinds_from_setting(setting(plpy, "ruvllm.pii_mask", "none")))
+
+
+def _run(plpy, query, session_id, constraints, backend, clock, request_id, trace, tenant, mask):
     query = check_query(query)
     session_id = sessions.check_session_id(session_id)
     constraints = check_constraints(constraints)
@@ -317,7 +325,8 @@ def _run(plpy, query, session_id, constraints, backend, clock, request_id, trace
         if use_cache:
             hit = cache.lookup_semantic(plpy, tenant, vec, ckey, cfg["cache_similarity"])
     if hit is not None:
-        return _serve_hit(plpy, hit, request_id, trace, clock, session, session_id, tenant, query, vec)
+        return _serve_hit(plpy, hit, request_id, trace, clock, session, session_id, tenant, query, vec,
+                          mask)
 
     t = time.perf_counter()
     rows = memory.search_vector(plpy, vec, cfg["k"], QUERY_HOPS, tenant)
@@ -380,14 +389,15 @@ def _run(plpy, query, session_id, constraints, backend, clock, request_id, trace
                  completion_tokens=result.completion_tokens,
                  context_node_ids=[s["id"] for s in sources])
     if session_id:
-        sessions.save(plpy, tenant, session_id, session, query, text, h, routing["policy_version"], vec)
+        sessions.save(plpy, tenant, session_id, session, query, text, h, routing["policy_version"], vec,
+                      mask=mask)
     answer = {"text": text, "confidence": confidence, "sources": sources,
               "routing": {k: routing[k] for k in ("model", "context_size", "temperature", "top_p",
                                                   "confidence", "model_probs", "used_default",
                                                   "explored", "policy_version")}}
     if use_cache and result.finish_reason != "error":
         cache.store(plpy, tenant, query, cache.query_hash(query), cache.constraints_key(constraints),
-                    vec, answer, cfg["cache_ttl"], request_id)
+                    vec, answer, cfg["cache_ttl"], request_id, mask=mask)
     _finish_trace(trace, clock)
     return dict(request_id=str(request_id), **answer, latency_ms=_latency(trace), cache_hit=False,
                 session_turn=None if not session_id else (session["turn_count"] if session else 0) + 1)
@@ -398,7 +408,7 @@ def _latency(trace):
             for stage in ("embedding", "retrieval", "routing", "attention", "generation", "total")}
 
 
-def _serve_hit(plpy, hit, request_id, trace, clock, session, session_id, tenant, query, vec):
+def _serve_hit(plpy, hit, request_id, trace, clock, session, session_id, tenant, query, vec, mask):
     routing = hit["routing"]
     trace.update(cache_hit=True, model=routing["model"], context_size=routing["context_size"],
                  temperature=routing["temperature"], top_p=routing["top_p"],
@@ -410,7 +420,7 @@ def _serve_hit(plpy, hit, request_id, trace, clock, session, session_id, tenant,
         cache.count_hit(plpy, hit["cache_id"])
     if session_id and vec is not None:
         sessions.save(plpy, tenant, session_id, session, query, hit["text"], None,
-                      routing["policy_version"], vec)
+                      routing["policy_version"], vec, mask=mask)
     _finish_trace(trace, clock)
     return {"request_id": str(request_id), "text": hit["text"], "confidence": hit["confidence"],
             "sources": hit["sources"], "routing": routing, "latency_ms": _latency(trace),
@@ -481,7 +491,7 @@ def feedback(plpy, request_id, rating, correction=None, wait_s=3.0):
                  [str(request_id), row["created_at"], rating, correction, quality])
     if correction is None:
         return None
-    node = memory.ingest_many(plpy, [(f"Question: {row['query']}\nAnswer: {correction}", "QAPair",
+    node = memory.ingest_many(plpy, [(f"Question: {row['query']}\nAnswer: {storage_mask(plpy)(correction)}", "QAPair",
                                       f"feedback:{request_id}",
                                       {"confidence": 0.95, "tags": ["feedback", "correction"],
                                        "request_id": str(request_id)})])[0]

@@ -49,9 +49,12 @@ def load(plpy, tenant, session_id):
     }
 
 
-def save(plpy, tenant, session_id, previous, query, answer, router_state, policy_version, query_vec):
+def save(plpy, tenant, session_id, previous, query, answer, router_state, policy_version, query_vec,
+         mask=None):
+    """mask: text -> text for what is stored (PII masking); the caller's answer is not touched."""
+    mask = mask or (lambda text: text)
     history = list(previous["history"]) if previous else []
-    history.append({"q": query[:TURN_CHARS], "a": answer[:TURN_CHARS]})
+    history.append({"q": mask(query)[:TURN_CHARS], "a": mask(answer)[:TURN_CHARS]})
     history = history[-HISTORY_TURNS:]
     turns = (previous["turn_count"] if previous else 0) + 1
     # Running mean of the turns' query embeddings, renormalised: what the session is about.

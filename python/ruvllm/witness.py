@@ -29,12 +29,22 @@ def now_utc():
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def make_row(**values):
-    """A witness row as a JSON-ready dict; unknown keys are a bug, so they raise."""
+MASKED = ("query", "response", "error")
+
+
+def make_row(mask=None, **values):
+    """A witness row as a JSON-ready dict; unknown keys are a bug, so they raise.
+
+    mask: text -> text applied to the stored text columns (PII masking, pii.masker).
+    """
     unknown = set(values) - set(COLUMNS)
     if unknown:
         raise KeyError(f"not witness columns: {sorted(unknown)}")
     row = {c: values.get(c) for c in COLUMNS}
+    if mask is not None:
+        for key in MASKED:
+            if row[key] is not None:
+                row[key] = mask(row[key])
     # jsonb_populate_record gives NULL, not the column default, for a missing key.
     for key, default in (("tenant", ""), ("cache_hit", False), ("explored", False)):
         if row[key] is None:

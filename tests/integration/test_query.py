@@ -273,3 +273,39 @@ def test_backends_switch_to_a_newly_promoted_policy(db):
     db.execute("""INSERT INTO ruvllm.policies (status, router, model_names, reason)
                   SELECT 'candidate', router, model_names, 'not promoted' FROM ruvllm.policies WHERE version = 1""")
     assert scalar(db, "SELECT ruvllm_route('What does VACUUM do?')")["decision"]["policy_version"] == 2
+
+
+def test_models_load_lazily_within_the_lru_bound(db):
+    seed(db)
+    assert scalar(db, "SELECT ruvllm_info()->'loaded_models'") == []
+    db.execute("SET ruvllm.max_loaded_models = 1")
+    ask(db, "What does VACUUM do?", constraints={"model": "smollm2-135m-instruct", "max_tokens": 4})
+    assert scalar(db, "SELECT ruvllm_info()->'loaded_models'") == ["SmolLM2-135M-Instruct.Q4_1.gguf"]
+    ask(db, "What does VACUUM do?", constraints={"model": "gemma-3-270m", "max_tokens": 4})
+    assert scalar(db, "SELECT ruvllm_info()->'loaded_models'") == ["gemma-3-270m-q4_k_m.gguf"]
+    db.execute("SET ruvllm.max_loaded_models = 2")
+    ask(db, "What does ef_search trade?", constraints={"model": "smollm2-135m-instruct", "max_tokens": 4})
+    assert sorted(scalar(db, "SELECT ruvllm_info()->'loaded_models'")) == [
+        "SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"]
+
+
+def test_pii_is_masked_in_what_is_stored_not_in_the_answer(db):
+    seed(db)
+    q = "My card 4111 1111 1111 1111 and mail dana@example.com: what does VACUUM do?"
+    r = ask(db, q, session="pii-1", constraints={"max_tokens": 16})
+    row = witness_rows(db, "request_id = %s", (r["request_id"],))[0]
+    assert row["query"] == "My card [CARD] and mail [EMAIL]: what does VACUUM do?"
+    history = scalar(db, "SELECT history FROM ruvllm.sessions WHERE session_id = 'pii-1'")
+    assert history[0]["q"] == row["query"]
+    assert scalar(db, "SELECT query FROM ruvllm.response_cache") == row["query"]
+    # Masking off (superuser-only setting): stored as asked.
+    db.execute("SET ruvllm.pii_mask = ''")
+    r2 = ask(db, "Reach me at dana@example.com: what is the capital of France?", constraints={"max_tokens": 8})
+    assert "dana@example.com" in witness_rows(db, "request_id = %s", (r2["request_id"],))[0]["query"]
+    db.execute("SET ruvllm.pii_mask = 'ip'")
+    r3 = ask(db, "Is 10.1.2.3 or ops@example.com the VACUUM host?", constraints={"max_tokens": 8})
+    assert witness_rows(db, "request_id = %s", (r3["request_id"],))[0]["query"] == \
+        "Is [IP] or ops@example.com the VACUUM host?"
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SET ruvllm.pii_mask = 'ssn'")
+        ask(db, "hello")
