@@ -9,7 +9,7 @@ RUVLLM_PORT := $(PORT)
 endif
 export SQL
 
-.PHONY: env test demo up down psql conninfo bench-memory
+.PHONY: env test demo up down psql conninfo bench-memory bench-query bench-router
 env:
 	@MAKE_TARGET=env bash $(ENV_DIR)build-root.sh >/dev/null
 
@@ -28,6 +28,31 @@ psql:
 
 conninfo:
 	@cat .ruvllm/conninfo 2>/dev/null || { echo "no local server yet: make up" >&2; exit 1; }
+
+# One run prints the memory benchmark's table and records it in bench/RESULTS.md (~15 min;
+# RUVLLM_BENCH_SCALE=small for a ~2 min smoke run that is not recorded).
+bench-memory: env
+	@$(ENTER) --layer test -- sh bench/memory/run.sh
+
+# ruvllm_query end to end at 10K and 100K memories, cache hits, generation in-database vs bare,
+# backend RSS; prints its table and records it in bench/RESULTS.md (~15-20 min;
+# RUVLLM_BENCH_SCALE=small for a ~3 min smoke run that is not recorded).
+bench-query: env
+	@$(ENTER) --layer test -- sh bench/query/run.sh
+
+# The router on RouteLLM's MMLU labels, read in place from ../shared/datasets/routellm-mmlu
+# (bound read-only into the root; RUVLLM_BENCH_DATA=DIR for another copy): baselines, APGR, cost,
+# forgetting; prints its tables and records them in bench/RESULTS.md (~5 min, plus 10-30 min the
+# first time to embed the prompts, cached in RUVLLM_BENCH_CACHE, default /var/tmp/ruvllm-bench;
+# RUVLLM_BENCH_SCALE=small for a ~2 min smoke run that is not recorded).
+RUVLLM_BENCH_DATA ?= $(abspath $(ENV_DIR)../../shared/datasets/routellm-mmlu)
+RUVLLM_BENCH_CACHE ?= /var/tmp/ruvllm-bench
+bench-router: env
+	@test -d "$(RUVLLM_BENCH_DATA)" || { echo "bench-router: no data set at $(RUVLLM_BENCH_DATA)" \
+	    "(RouteLLM's routellm/evals/mmlu/responses; set RUVLLM_BENCH_DATA=DIR)" >&2; exit 1; }
+	@mkdir -p "$(RUVLLM_BENCH_CACHE)"
+	@$(ENTER) --layer test --bind "$(RUVLLM_BENCH_DATA):ro" --bind "$(RUVLLM_BENCH_CACHE)" -- \
+	    sh bench/router/run.sh "$$(realpath "$(RUVLLM_BENCH_DATA)")" "$$(realpath "$(RUVLLM_BENCH_CACHE)")"
 
 demo: up
 	@$(ENTER) --into-server -- sh env/server.sh demo

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs a command inside the ruvllm root, with this checkout mounted at /src.
 #
-#   env/enter.sh [--user NAME] [--layer test|server] -- CMD ARGS...
+#   env/enter.sh [--user NAME] [--layer test|server] [--bind DIR[:ro]]... -- CMD ARGS...
 #   env/enter.sh [--user NAME] --into-server -- CMD ARGS...
 #
 # The cached root (env/build-root.sh) is the read-only lower layer of an overlay; what a run
@@ -11,6 +11,9 @@
 #   --layer server  the persistent layer of the local server (`make up`), under .ruvllm/server;
 #   --into-server   joins the running local server's mount namespace instead of mounting anew
 #                   (an overlay's upper layer must not be mounted twice at once).
+#   --bind DIR[:ro] also mounts the host directory DIR at the same path inside the root, read-only
+#                   with :ro (a data set read in place, a cache kept between runs); repeatable,
+#                   not with --into-server. Without it nothing of the host but the checkout is seen.
 # All mounts are made in a private mount namespace, so none outlives the processes using it and
 # none is ever visible on the host (`findmnt` shows nothing).
 set -euo pipefail
@@ -20,12 +23,23 @@ src=$(dirname "$here")
 # shellcheck source=env/common.sh
 . "$here/common.sh"
 
-user=root layer=test into_server=0
+user=root layer=test into_server=0 binds=()
 while [ $# -gt 0 ]; do
     case $1 in
         --user) user=$2; shift 2 ;;
         --layer) layer=$2; shift 2 ;;
         --into-server) into_server=1; shift ;;
+        --bind)
+            [ $# -ge 2 ] || die "enter.sh: --bind needs a directory"
+            dir=${2%:ro} mode=rw
+            [ "$dir" = "$2" ] || mode=ro
+            [ -d "$dir" ] || die "enter.sh: --bind $2: no such directory"
+            dir=$(realpath "$dir")
+            case $dir in
+                *[[:space:]]*|/|/src|/src/*|/proc|/proc/*|/sys|/sys/*|/dev|/dev/*|/tmp|/tmp/*)
+                    die "enter.sh: --bind '$dir': not a directory that can be bound" ;;
+            esac
+            binds+=("$mode:$dir"); shift 2 ;;
         --) shift; break ;;
         *) die "enter.sh: unknown option $1" ;;
     esac
@@ -63,6 +77,7 @@ server_pid() {
 # than mount the same upper layer twice (overlayfs forbids that, and sockets would not be shared).
 if [ $into_server = 1 ] || { [ "$layer" = server ] && server_pid >/dev/null; }; then
     pid=$(server_pid) || die "the local server is not running; start it with: make up"
+    [ ${#binds[@]} = 0 ] || die "enter.sh: --bind cannot join the running server's namespace"
     # chroot(1), unlike nsenter --root, also moves into the new root's /.
     exec nsenter --target "$pid" --mount -- chroot "$state/server/merged" \
         /bin/sh -c 'cd /src && exec "$@"' sh "${inner[@]}" "$@"
@@ -101,7 +116,7 @@ mkdir -p "$layer_dir/upper" "$layer_dir/work" "$layer_dir/merged" "$state/pgdata
 echo "$hash" >"$layer_dir/root-hash"
 
 set +e
-unshare --mount --propagation private /bin/bash -ec '
+RUVLLM_ENTER_BINDS="${binds[*]}" unshare --mount --propagation private /bin/bash -ec '
     root=$1 layer=$2 src=$3 state=$4; shift 4
     m=$layer/merged
     mount -t overlay overlay -o "lowerdir=$root,upperdir=$layer/upper,workdir=$layer/work" "$m"
@@ -112,6 +127,12 @@ unshare --mount --propagation private /bin/bash -ec '
     mkdir -p "$m/src" "$m/var/lib/ruvllm/pgdata"
     mount --bind "$src" "$m/src"
     mount --bind "$state/pgdata" "$m/var/lib/ruvllm/pgdata"
+    for b in $RUVLLM_ENTER_BINDS; do
+        mode=${b%%:*} dir=${b#*:}
+        mkdir -p "$m$dir"
+        mount --bind "$dir" "$m$dir"
+        [ "$mode" = rw ] || mount -o remount,bind,ro "$m$dir"
+    done
     exec chroot "$m" /bin/sh -c "cd /src && exec \"\$@\"" sh "$@"
 ' sh "$root" "$layer_dir" "$src" "$state" "${inner[@]}" "$@"
 rc=$?

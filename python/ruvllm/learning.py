@@ -38,6 +38,11 @@ EDGE_MIN, EDGE_MAX = 0.01, 10.0
 EDGE_FLOOR = 0.05
 MIN_TRAIN_SAMPLES = 32
 HELDOUT_FRACTION = 0.25
+# bench/router (MMLU, validation split): EWC at lambda 1 protected nothing, 1000 kept 0.3-point
+# forgetting but barely learned new traffic; 100 is the live system's compromise. Long schedules
+# overfit (30 epochs at lr 1e-2 went from validation APGR 0.66 to 0.53), hence a short one.
+EWC_LAMBDA = 100.0
+TRAIN_EPOCHS, TRAIN_LR = 10, 3e-3
 PATTERN_WINDOW_DAYS = 7
 MAX_PATTERN_QUERIES = 5000
 MAX_COMPRESS_NODES = 500
@@ -277,9 +282,9 @@ def background_loop(plpy):
     threshold = float(setting(plpy, "ruvllm.confidence_threshold", "0.2"))
 
     candidate = current.copy()
-    ewc = training.EWC.from_router(current, train_set, lam=1.0)
-    metrics = training.train(candidate, train_set, heldout=heldout, epochs=30, keep_fraction=0.5,
-                             batch_size=64, lr=1e-2, ewc=ewc, seed=version,
+    ewc = training.EWC.from_router(current, train_set, lam=EWC_LAMBDA)
+    metrics = training.train(candidate, train_set, heldout=heldout, epochs=TRAIN_EPOCHS,
+                             keep_fraction=0.5, batch_size=64, lr=TRAIN_LR, ewc=ewc, seed=version,
                              confidence_threshold=threshold)
     before = metrics["heldout_before"]["utility"]
     after = metrics["heldout"]["utility"]
