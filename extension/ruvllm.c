@@ -48,6 +48,7 @@ int			ruvllm_instant_interval = 2;
 int			ruvllm_background_interval = 600;
 int			ruvllm_deep_interval = 3600;
 static char *ruvllm_pii_mask = NULL;
+static int	ruvllm_generation_threads = 1;
 
 void
 _PG_init(void)
@@ -150,8 +151,16 @@ _PG_init(void)
 							   "Masks witness rows, sessions, the response cache and memory writeback; the answer returned to the caller is not altered.",
 							   &ruvllm_pii_mask, "email,phone,card,iban,ip", PGC_SUSET, 0,
 							   NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.generation_threads",
+							"Threads llama.cpp uses for one generation in a backend (0: one per core); applies to models loaded after it is set.",
+							"Backends generate side by side; llama.cpp's threads spin at barriers, so more threads than free cores slow every one down.",
+							&ruvllm_generation_threads, 1, 0, 256, PGC_USERSET, 0, NULL, NULL, NULL);
 	/* Settings under ruvllm.* are ours: a typo in postgresql.conf is reported, not ignored. */
 	MarkGUCPrefixReserved("ruvllm");
+
+	/* Static workers can only be registered at server start; loaded later, ruvllm runs no loops. */
+	if (process_shared_preload_libraries_in_progress)
+		ruvllm_register_launcher();
 }
 
 PG_FUNCTION_INFO_V1(ruvllm_python_dir);

@@ -12,4 +12,7 @@ extern int	ruvllm_instant_interval;
 extern int	ruvllm_background_interval;
 extern int	ruvllm_deep_interval;
 
+/* Registers the launcher of the loop workers (worker.c); only from shared_preload_libraries. */
+extern void ruvllm_register_launcher(void);
+
 #endif

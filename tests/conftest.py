@@ -30,7 +30,9 @@ if HAVE_PG:
         port=None,  # a free port, so test runs beside each other (and `make up`) don't collide
         unixsocketdir="/tmp",
         # age preloaded: Cypher works in every session without LOAD 'age'.
-        postgres_options="-c shared_preload_libraries=age,ruvllm -c max_connections=40",
+        # The launcher holds a worker slot, and witness writers start on demand: room for both.
+        postgres_options="-c shared_preload_libraries=age,ruvllm -c max_connections=40"
+                         " -c max_worker_processes=16",
         load=[_install_ruvllm],
     )
     db_connection = factories.postgresql("postgresql_proc", dbname="ruvllm_test")

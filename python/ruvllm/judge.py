@@ -35,7 +35,7 @@ def parse_score(text):
     return int(m.group(0)) if m else None
 
 
-def judge_prompt(question, answer, context_texts, max_context_chars=1500):
+def judge_prompt(question, answer, context_texts, max_context_chars=800):
     context = "\n".join(f"- {t}" for t in context_texts)[:max_context_chars] or "(none)"
     return (f"{RUBRIC}\n\nContext:\n{context}\n\nQuestion: {question}\n\nAnswer: {answer}\n\n"
             f"Rating (1-5):")

@@ -113,7 +113,9 @@ def _judge_backend_and_spec(plpy):
     if not names:
         return None, None
     try:
-        return generation.default_backend(), pool.spec(names[0])
+        gen = generation.default_backend()
+        gen.n_threads = int(setting(plpy, "ruvllm.generation_threads", "1")) or None
+        return gen, pool.spec(names[0])
     except errors.RuvllmError:
         return None, None
 

@@ -6,7 +6,8 @@
                 policy version only if its held-out utility is not lower
     deep        k-means++ pattern bank over recent queries, memory compression, witness archiving
 
-Each run is recorded in ruvllm.loop_runs. A run that fails is rolled back to where it started
+Each run is recorded in ruvllm.loop_runs, except the worker's instant runs that found nothing to
+do. A run that fails is rolled back to where it started
 (a subtransaction), recorded with its error and reported as a WARNING: the worker that called it
 goes on, and so does a script calling ruvllm_run_loop in a loop.
 """
@@ -45,6 +46,11 @@ def run(plpy, loop, run_by="manual"):
         status = "error"
         error = getattr(e, "message", None) or str(e) or type(e).__name__
         plpy.warning(f"ruvllm {loop} loop failed: {error}")
+    if run_by == "worker" and loop == "instant" and status == "ok" and not any(metrics.values()):
+        # The worker runs this loop every few seconds; runs that found nothing to do would
+        # flood ruvllm.loop_runs (~43,000 rows a day per database at the default interval).
+        return {"id": None, "loop": loop, "run_by": run_by, "status": status, "metrics": metrics,
+                "error": None, "started_at": started.isoformat(), "finished_at": None}
     plan = plpy.prepare("""
         INSERT INTO ruvllm.loop_runs (loop, run_by, started_at, status, metrics, error)
         VALUES ($1, $2, $3, $4, $5::jsonb, $6)

@@ -192,6 +192,7 @@ def _settings(plpy):
         "cache_ttl": seconds(setting(plpy, "ruvllm.cache_ttl", "3600")),
         "max_loaded_models": int(setting(plpy, "ruvllm.max_loaded_models", "2")),
         "explore_rate": float(setting(plpy, "ruvllm.explore_rate", "0.05")),
+        "generation_threads": int(setting(plpy, "ruvllm.generation_threads", "1")),
     }
 
 
@@ -355,6 +356,7 @@ def _run(plpy, query, session_id, constraints, backend, clock, request_id, trace
 
     gen = backend or generation.default_backend()
     gen.max_loaded = cfg["max_loaded_models"]
+    gen.n_threads = cfg["generation_threads"] or None
     max_tokens = constraints.get("max_tokens", DEFAULT_MAX_TOKENS)
     history = [(turn["q"], turn["a"]) for turn in (session["history"] if session else [])]
     history = history[-sessions.PROMPT_TURNS:]
