@@ -735,7 +735,7 @@ COMMENT ON FUNCTION public.ruvllm_feedback(uuid, integer, text) IS
 
 CREATE TABLE ruvllm.loop_runs (
     id           bigserial PRIMARY KEY,
-    loop         text NOT NULL CHECK (loop IN ('instant', 'background', 'deep')),
+    loop         text NOT NULL CHECK (loop IN ('instant', 'background', 'deep', 'oracle')),
     run_by       text NOT NULL DEFAULT 'manual' CHECK (run_by IN ('manual', 'worker')),
     started_at   timestamptz NOT NULL,
     finished_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -746,7 +746,7 @@ CREATE TABLE ruvllm.loop_runs (
 CREATE INDEX loop_runs_loop_started ON ruvllm.loop_runs (loop, started_at DESC);
 COMMENT ON TABLE ruvllm.loop_runs IS 'One row per run of a learning loop, by the background worker or ruvllm_run_loop.';
 COMMENT ON COLUMN ruvllm.loop_runs.id IS 'Run id.';
-COMMENT ON COLUMN ruvllm.loop_runs.loop IS 'instant, background or deep.';
+COMMENT ON COLUMN ruvllm.loop_runs.loop IS 'instant, background, deep, or oracle (by hand only).';
 COMMENT ON COLUMN ruvllm.loop_runs.run_by IS 'worker (the background worker) or manual (ruvllm_run_loop).';
 COMMENT ON COLUMN ruvllm.loop_runs.started_at IS 'When the run started.';
 COMMENT ON COLUMN ruvllm.loop_runs.finished_at IS 'When the run finished.';
@@ -765,6 +765,7 @@ CREATE TABLE ruvllm.replay (
     quality       real NOT NULL,
     latency_ms    real,
     cost          real,
+    oracle        jsonb,
     added_at      timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE ruvllm.replay IS 'The router''s replay buffer: a uniform sample (reservoir sampling, ruvllm.replay_capacity slots) of judged requests.';
@@ -778,6 +779,7 @@ COMMENT ON COLUMN ruvllm.replay.top_p IS 'top_p used.';
 COMMENT ON COLUMN ruvllm.replay.quality IS 'Judged quality in [0, 1].';
 COMMENT ON COLUMN ruvllm.replay.latency_ms IS 'Generation latency.';
 COMMENT ON COLUMN ruvllm.replay.cost IS 'Relative cost: cost_per_token x completion tokens / 1000.';
+COMMENT ON COLUMN ruvllm.replay.oracle IS 'For samples of the oracle loop: the utility every enabled model reached on this question, {"model": utility}.';
 COMMENT ON COLUMN ruvllm.replay.added_at IS 'When the sample entered the buffer.';
 
 CREATE TABLE ruvllm.replay_state (
@@ -831,4 +833,4 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ruvllm._run_loop(loop, 'manual') $$;
 COMMENT ON FUNCTION public.ruvllm_run_loop(text) IS
-    'Runs one learning loop now: instant (judge, writeback, edge weights, replay), background (router training) or deep (pattern bank, memory compression, witness archiving). Returns the run''s record; a failed run is recorded with its error and raises a WARNING, not an error.';
+    'Runs one learning loop now: instant (judge, writeback, edge weights, replay), background (router training), deep (pattern bank, memory compression, witness archiving), or oracle (every enabled model answers a sample of past questions; the best utility labels them). Returns the run''s record; a failed run is recorded with its error and raises a WARNING, not an error.';

@@ -200,7 +200,7 @@ def _move_edges(plpy, gids, factor):
     return moved
 
 
-def _offer_replay(plpy, rng, capacity, row, quality, latency_s, cost):
+def _offer_replay(plpy, rng, capacity, row, quality, latency_s, cost, oracle=None):
     seen = plpy.execute(_plan(plpy, "seen", """
         UPDATE ruvllm.replay_state SET seen = seen + 1 RETURNING seen - 1 AS before""", []))[0]["before"]
     slot = reservoir_slot(int(seen), capacity, rng)
@@ -208,16 +208,18 @@ def _offer_replay(plpy, rng, capacity, row, quality, latency_s, cost):
         return 0
     plpy.execute(_plan(plpy, "replay", """
         INSERT INTO ruvllm.replay (slot, request_id, features, model, context_size, temperature,
-                                   top_p, quality, latency_ms, cost, added_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, pg_catalog.now())
+                                   top_p, quality, latency_ms, cost, oracle, added_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, pg_catalog.now())
         ON CONFLICT (slot) DO UPDATE SET
             request_id = EXCLUDED.request_id, features = EXCLUDED.features, model = EXCLUDED.model,
             context_size = EXCLUDED.context_size, temperature = EXCLUDED.temperature,
             top_p = EXCLUDED.top_p, quality = EXCLUDED.quality, latency_ms = EXCLUDED.latency_ms,
-            cost = EXCLUDED.cost, added_at = EXCLUDED.added_at""",
-                       ["int", "uuid", "real[]", "text", "int", "real", "real", "real", "real", "real"]),
+            cost = EXCLUDED.cost, oracle = EXCLUDED.oracle, added_at = EXCLUDED.added_at""",
+                       ["int", "uuid", "real[]", "text", "int", "real", "real", "real", "real", "real",
+                        "text"]),
                  [slot, row["request_id"], row["features"], row["model"], row["context_size"],
-                  row["temperature"], row["top_p"], quality, latency_s * 1000.0, cost])
+                  row["temperature"], row["top_p"], quality, latency_s * 1000.0, cost,
+                  json.dumps(oracle) if oracle is not None else None])
     return 1
 
 
@@ -240,11 +242,12 @@ def _write_back(plpy, row, quality, ctx_ids):
 def _training_rows(plpy):
     replay = plpy.execute("""
         SELECT request_id::text AS rid, features, model, context_size, temperature, top_p, quality,
-               latency_ms, cost FROM ruvllm.replay""")
+               latency_ms, cost, oracle::text AS oracle FROM ruvllm.replay""")
     recent = plpy.execute("""
         SELECT w.request_id::text AS rid, w.features, w.model, w.context_size, w.temperature,
                w.top_p, w.quality, w.generation_ms AS latency_ms,
-               m.cost_per_token * COALESCE(w.completion_tokens, 0) / 1000.0 AS cost
+               m.cost_per_token * COALESCE(w.completion_tokens, 0) / 1000.0 AS cost,
+               NULL::text AS oracle
           FROM ruvllm.witness w LEFT JOIN ruvllm.models m ON m.name = w.model
          WHERE w.created_at > pg_catalog.now() - interval '1 day' AND w.quality IS NOT NULL
            AND w.features IS NOT NULL AND NOT w.cache_hit AND w.error IS NULL""")
@@ -270,7 +273,8 @@ def background_loop(plpy):
     used = [r["model"] for r in rows]
     u = training.utility([r["quality"] for r in rows], [(r["latency_ms"] or 0) / 1000.0 for r in rows],
                          [r["cost"] or 0.0 for r in rows], lam, mu)
-    U = estimate_utilities(used, list(u), names)
+    U = estimate_utilities(used, list(u), names,
+                           oracle=[json.loads(r["oracle"]) if r["oracle"] else None for r in rows])
     labels, weights = labels_from_utilities(U, used, names)
     good = u >= np.median(u)
     ctx = np.array([training.context_bin_index(r["context_size"] or 1024, CONTEXT_BINS) if g else -1
@@ -412,3 +416,61 @@ def _archive_witness(plpy):
             RETURNING *)
         INSERT INTO ruvllm.witness_archive SELECT * FROM moved""", ["float8"]), [after_s])
     return {"witness_archived": res.nrows()}
+
+
+# --- oracle loop (by hand) --------------------------------------------------------------------
+
+ORACLE_SAMPLE = 10
+ORACLE_MAX_TOKENS = 64
+
+
+def oracle_loop(plpy):
+    """Every enabled model answers a sample of past questions with the same context; each answer
+    is judged like the instant loop's, and the utilities go into the replay buffer as labels."""
+    from .query import _prompt   # the same prompt the pipeline builds
+    lam = float(setting(plpy, "ruvllm.utility_lambda", "0.05"))
+    mu = float(setting(plpy, "ruvllm.utility_mu", "0.01"))
+    capacity = int(setting(plpy, "ruvllm.replay_capacity", "10000"))
+    pool = models.Pool.load(plpy)
+    names = pool.names()
+    sample = plpy.execute(_plan(plpy, "oracle_sample", """
+        SELECT request_id, query, query_embedding::text AS qv, context_node_ids::text[] AS ctx,
+               features, context_size, temperature, top_p
+          FROM ruvllm.witness
+         WHERE features IS NOT NULL AND error IS NULL AND NOT cache_hit AND response IS NOT NULL
+         ORDER BY pg_catalog.random() LIMIT $1""", ["int"]), [ORACLE_SAMPLE])
+    if not sample or not names:
+        return {"labelled": 0, "models": names}
+    gen = generation.default_backend()
+    gen.n_threads = int(setting(plpy, "ruvllm.generation_threads", "1")) or None
+    judge_spec = pool.spec(names[0])
+    rng = random.Random()
+    labelled, generations = 0, 0
+    for row in sample:
+        ctx_ids = row["ctx"] or []
+        ctx = plpy.execute(_plan(plpy, "ctx", """
+            SELECT id::text AS id, content, embedding::text AS v, graph_id::text AS gid
+              FROM ruvllm.nodes WHERE id = ANY($1::uuid[])""", ["text[]"]), [ctx_ids]) if ctx_ids else []
+        by_id = {c["id"]: c for c in ctx}
+        ordered = [by_id[i] for i in ctx_ids if i in by_id]
+        context = [(i, c["content"], 0.0) for i, c in enumerate(ordered)]
+        query_vec = parse_vector(row["qv"])
+        context_vecs = [parse_vector(c["v"]) for c in ordered]
+        outcomes = {}
+        for name in names:
+            spec = pool.spec(name)
+            system, prompt, stop = _prompt(spec, row["query"], context)
+            out = gen.generate(spec, prompt, max_tokens=ORACLE_MAX_TOKENS, temperature=0.0, top_p=1.0,
+                               system=system, stop=stop)
+            generations += 1
+            answer_vec = embedding.embed_one(out.text or " ")[0]
+            score = _run_judge(gen, judge_spec, row["query"], out.text, [c["content"] for c in ordered])
+            q = judge.automatic_quality(score, judge.groundedness(answer_vec, context_vecs),
+                                        judge.relevance(answer_vec, query_vec))
+            cost = pool.row(name)["cost_per_token"] * out.completion_tokens / 1000.0
+            outcomes[name] = (q, out.seconds, cost)
+        utilities = {n: float(q - lam * s - mu * c) for n, (q, s, c) in outcomes.items()}
+        best = max(utilities, key=utilities.get)
+        q, s, c = outcomes[best]
+        labelled += _offer_replay(plpy, rng, capacity, dict(row, model=best), q, s, c, oracle=utilities)
+    return {"labelled": labelled, "sampled": len(sample), "generations": generations, "models": names}

@@ -5,6 +5,8 @@
     background  train the router from the replay buffer and recent witness rows; promote the new
                 policy version only if its held-out utility is not lower
     deep        k-means++ pattern bank over recent queries, memory compression, witness archiving
+    oracle      (by hand) every enabled model answers a sample of past questions; each is judged
+                and the utilities label the sample in the replay buffer
 
 Each run is recorded in ruvllm.loop_runs, except the worker's instant runs that found nothing to
 do. A run that fails is rolled back to where it started
@@ -16,7 +18,7 @@ import json
 
 from . import errors
 
-LOOPS = ("instant", "background", "deep")
+LOOPS = ("instant", "background", "deep", "oracle")
 RUN_BY = ("manual", "worker")
 
 
@@ -28,8 +30,11 @@ def _impl(loop):
     if loop == "background":
         from .learning import background_loop
         return background_loop
-    from .learning import deep_loop
-    return deep_loop
+    if loop == "deep":
+        from .learning import deep_loop
+        return deep_loop
+    from .learning import oracle_loop
+    return oracle_loop
 
 
 def run(plpy, loop, run_by="manual"):

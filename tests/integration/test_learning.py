@@ -170,3 +170,19 @@ def test_deep_loop_patterns_compression_and_archiving(db):
     # The router reads the pattern bank: ruvllm_route shows a cluster similarity.
     feats = scalar(db, "SELECT ruvllm_route('What does VACUUM do?')")["features"]["embedding"]
     assert any(k.startswith("cluster") and v != 0 for k, v in feats.items()), feats
+
+
+def test_oracle_runs_every_model_and_labels_replay_samples(db):
+    seed(db)
+    for q in QUESTIONS[:2]:
+        ask(db, q, constraints={"max_tokens": 8})
+    witness_rows(db)
+    result = run_loop(db, "oracle")
+    m = result["metrics"]
+    assert result["status"] == "ok", result
+    assert m["sampled"] == 2 and m["generations"] == 4 and m["labelled"] == 2
+    rows = db.execute("SELECT model, oracle FROM ruvllm.replay").fetchall()
+    assert len(rows) == 2
+    for model, oracle in rows:
+        assert set(oracle) == {"smollm2-135m-instruct", "gemma-3-270m"}
+        assert model == max(oracle, key=oracle.get)
