@@ -194,7 +194,20 @@ COMMENT ON COLUMN ruvllm.nodes.metadata IS 'timestamp, tags, domain, version (bu
 COMMENT ON COLUMN ruvllm.nodes.graph_id IS 'Id of the node''s vertex in ruvllm_graph."Node".';
 COMMENT ON COLUMN ruvllm.nodes.minhash_bands IS 'LSH bands of the content''s MinHash signature: rows sharing a band are near-duplicate candidates.';
 COMMENT ON COLUMN ruvllm.nodes.created_at IS 'When the node was first stored.';
-COMMENT ON COLUMN ruvllm.nodes.last_accessed IS 'When a search last returned the node.';
+COMMENT ON COLUMN ruvllm.nodes.last_accessed IS 'When a search last returned the node, as of the last deep-loop run (searches record accesses in ruvllm.node_access).';
+
+-- Searches record what they returned here, not in ruvllm.nodes: a non-HOT update of a nodes row
+-- inserts into its HNSW index again (a full ef_construction search), which made search + 2 hops
+-- with the update 25x slower than without at 100K nodes (bench/memory).
+CREATE TABLE ruvllm.node_access (
+    node_id        uuid PRIMARY KEY REFERENCES ruvllm.nodes (id) ON DELETE CASCADE,
+    last_accessed  timestamptz NOT NULL,
+    hits           bigint NOT NULL DEFAULT 1
+);
+COMMENT ON TABLE ruvllm.node_access IS 'When searches last returned each memory node, and how often; the deep loop copies last_accessed into ruvllm.nodes.';
+COMMENT ON COLUMN ruvllm.node_access.node_id IS 'The memory node.';
+COMMENT ON COLUMN ruvllm.node_access.last_accessed IS 'When a search last returned it.';
+COMMENT ON COLUMN ruvllm.node_access.hits IS 'How many searches returned it.';
 
 CREATE INDEX nodes_embedding_hnsw ON ruvllm.nodes
     USING hnsw (embedding vector_cosine_ops) WITH (m = 32, ef_construction = 200);

@@ -20,7 +20,7 @@ Background loop: train the router on the replay buffer plus the last day's judge
 
 Deep loop: k-means++ over the last week's query embeddings into a new pattern bank (best model,
   context size and mean quality per cluster); merge near-duplicate memory nodes; prune edges
-  under the weight floor; move witness rows older than ruvllm.witness_archive_after into
+  under the weight floor; copy searches' access times from ruvllm.node_access into ruvllm.nodes; move witness rows older than ruvllm.witness_archive_after into
   ruvllm.witness_archive.
 """
 import json
@@ -404,7 +404,11 @@ def _compress_memory(plpy):
              WHERE (ag_catalog.agtype_out(properties)::text::jsonb->>'weight')::float8 < $1""", ["float8"]),
                            [EDGE_FLOOR])
         pruned += res.nrows()
-    return {"nodes_merged": merged, "edges_pruned": pruned}
+    touched = plpy.execute("""
+        UPDATE ruvllm.nodes n SET last_accessed = a.last_accessed
+          FROM ruvllm.node_access a
+         WHERE a.node_id = n.id AND n.last_accessed IS DISTINCT FROM a.last_accessed""").nrows()
+    return {"nodes_merged": merged, "edges_pruned": pruned, "last_accessed_copied": touched}
 
 
 def _archive_witness(plpy):

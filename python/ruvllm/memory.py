@@ -349,9 +349,12 @@ def touch_accessed(plpy, ids):
         return
     if _setting(plpy, "transaction_read_only") == "on":
         return
+    # Not an UPDATE of ruvllm.nodes: that re-inserts the row into the HNSW index (see the table).
     plpy.execute(_plan(plpy, "touch", """
-        UPDATE ruvllm.nodes SET last_accessed = pg_catalog.now() WHERE id = ANY($1)""", ["uuid[]"]),
-                 [ids])
+        INSERT INTO ruvllm.node_access AS a (node_id, last_accessed)
+        SELECT DISTINCT i, pg_catalog.now() FROM unnest($1::uuid[]) AS i
+        ON CONFLICT (node_id) DO UPDATE SET last_accessed = EXCLUDED.last_accessed, hits = a.hits + 1""",
+                       ["uuid[]"]), [ids])
 
 
 def search(plpy, query, k=10, hops=2):

@@ -108,6 +108,8 @@ def test_link_and_search_with_hops(db):
     assert by_id[c][1:] == (2, "Derived", b, pytest.approx(0.5))
     assert db.execute("SELECT count(*) FROM ruvllm_search('witness log', 1, 0)").fetchone()[0] == 1
     # Served nodes record the time; the unrelated one reached at hop 2 too, nothing else exists.
+    assert scalar(db, "SELECT count(*) FROM ruvllm.node_access") == 3
+    db.execute("SELECT ruvllm_run_loop('deep')")
     assert scalar(db, "SELECT count(*) FROM ruvllm.nodes WHERE last_accessed IS NOT NULL") == 3
 
 
