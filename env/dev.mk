@@ -29,8 +29,11 @@ psql:
 conninfo:
 	@cat .ruvllm/conninfo 2>/dev/null || { echo "no local server yet: make up" >&2; exit 1; }
 
-# One run prints the memory benchmark's table and records it in bench/RESULTS.md (~15 min;
-# RUVLLM_BENCH_SCALE=small for a ~2 min smoke run that is not recorded).
+# Memory at 10K and 100K nodes: ingest, embed, HNSW search and recall, 2-hop expansion, and what
+# server settings, halfvec and real-like vs random vectors change; prints its tables and records
+# them in bench/RESULTS.md (~15 min, more when other jobs share the cores;
+# RUVLLM_BENCH_SCALE=small for a ~2 min smoke run that is not recorded, =full to add the 100K
+# builds of random vectors and under stock settings, ~+15 min).
 bench-memory: env
 	@$(ENTER) --layer test -- sh bench/memory/run.sh
 
