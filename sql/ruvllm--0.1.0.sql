@@ -472,6 +472,9 @@ CREATE TABLE ruvllm.witness (
     PRIMARY KEY (request_id, created_at)
 ) PARTITION BY RANGE (created_at);
 CREATE INDEX witness_created_at ON ruvllm.witness (created_at);
+-- For ruvllm_witness_search; the writer pays for it, off the query's path.
+CREATE INDEX witness_query_embedding ON ruvllm.witness
+    USING hnsw (query_embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
 COMMENT ON TABLE ruvllm.witness IS 'Audit log: one row per ruvllm_query call, success or failure, written by the witness writer outside the caller''s transaction. Partitioned by day on created_at.';
 COMMENT ON COLUMN ruvllm.witness.request_id IS 'The request_id ruvllm_query returned.';
 COMMENT ON COLUMN ruvllm.witness.session_id IS 'Session of a multi-turn conversation, if any.';
@@ -847,3 +850,194 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ruvllm._run_loop(loop, 'manual') $$;
 COMMENT ON FUNCTION public.ruvllm_run_loop(text) IS
     'Runs one learning loop now: instant (judge, writeback, edge weights, replay), background (router training), deep (pattern bank, memory compression, witness archiving), or oracle (every enabled model answers a sample of past questions; the best utility labels them). Returns the run''s record; a failed run is recorded with its error and raises a WARNING, not an error.';
+
+------------------------------------------------------------------------------------------------
+-- For analysts: BI views over the witness log (plain types only)
+------------------------------------------------------------------------------------------------
+
+CREATE VIEW ruvllm.requests AS
+SELECT w.request_id, w.created_at, w.tenant, w.session_id, w.query, w.response, w.model,
+       w.context_size, w.temperature, w.top_p, w.routing_confidence, w.used_default, w.explored,
+       w.policy_version, w.confidence, w.quality, w.judge_score, w.groundedness, w.relevance,
+       w.rating, w.feedback_at, w.cache_hit, w.error IS NULL AS succeeded, w.error, w.error_sqlstate,
+       w.embedding_ms, w.retrieval_ms, w.routing_ms, w.attention_ms, w.generation_ms, w.total_ms,
+       w.prompt_tokens, w.completion_tokens,
+       COALESCE(cardinality(w.context_node_ids), 0) AS context_nodes,
+       m.cost_per_token * COALESCE(w.completion_tokens, 0) / 1000.0 AS cost
+  FROM ruvllm.witness w LEFT JOIN ruvllm.models m ON m.name = w.model;
+COMMENT ON VIEW ruvllm.requests IS 'One row per ruvllm_query call, flat: what was asked, how it was routed and answered, how good it was and how long each stage took.';
+COMMENT ON COLUMN ruvllm.requests.request_id IS 'The request_id ruvllm_query returned.';
+COMMENT ON COLUMN ruvllm.requests.created_at IS 'When the call started.';
+COMMENT ON COLUMN ruvllm.requests.tenant IS 'Tenant of the caller.';
+COMMENT ON COLUMN ruvllm.requests.session_id IS 'Session of a multi-turn conversation, if any.';
+COMMENT ON COLUMN ruvllm.requests.query IS 'The question (personal data masked).';
+COMMENT ON COLUMN ruvllm.requests.response IS 'The answer (personal data masked).';
+COMMENT ON COLUMN ruvllm.requests.model IS 'Model that answered.';
+COMMENT ON COLUMN ruvllm.requests.context_size IS 'Context size chosen, in tokens.';
+COMMENT ON COLUMN ruvllm.requests.temperature IS 'Sampling temperature.';
+COMMENT ON COLUMN ruvllm.requests.top_p IS 'Nucleus sampling top_p.';
+COMMENT ON COLUMN ruvllm.requests.routing_confidence IS 'Router confidence, 0..1.';
+COMMENT ON COLUMN ruvllm.requests.used_default IS 'Whether the safe default decision was used.';
+COMMENT ON COLUMN ruvllm.requests.explored IS 'Whether the model was picked at random for exploration.';
+COMMENT ON COLUMN ruvllm.requests.policy_version IS 'Router policy version.';
+COMMENT ON COLUMN ruvllm.requests.confidence IS 'Memory support of the answer, 0..1.';
+COMMENT ON COLUMN ruvllm.requests.quality IS 'Judged quality, 0..1 (NULL until judged).';
+COMMENT ON COLUMN ruvllm.requests.judge_score IS 'The LLM judge''s rating, 1..5.';
+COMMENT ON COLUMN ruvllm.requests.groundedness IS 'Answer-to-context similarity, 0..1.';
+COMMENT ON COLUMN ruvllm.requests.relevance IS 'Answer-to-question similarity, 0..1.';
+COMMENT ON COLUMN ruvllm.requests.rating IS 'User rating, 1..5.';
+COMMENT ON COLUMN ruvllm.requests.feedback_at IS 'When the user rated it.';
+COMMENT ON COLUMN ruvllm.requests.cache_hit IS 'Whether the answer came from the response cache.';
+COMMENT ON COLUMN ruvllm.requests.succeeded IS 'Whether the call returned an answer.';
+COMMENT ON COLUMN ruvllm.requests.error IS 'Error message of a failed call.';
+COMMENT ON COLUMN ruvllm.requests.error_sqlstate IS 'SQLSTATE of a failed call.';
+COMMENT ON COLUMN ruvllm.requests.embedding_ms IS 'Milliseconds embedding the question.';
+COMMENT ON COLUMN ruvllm.requests.retrieval_ms IS 'Milliseconds of memory search and graph expansion.';
+COMMENT ON COLUMN ruvllm.requests.routing_ms IS 'Milliseconds routing.';
+COMMENT ON COLUMN ruvllm.requests.attention_ms IS 'Milliseconds ranking the context.';
+COMMENT ON COLUMN ruvllm.requests.generation_ms IS 'Milliseconds generating.';
+COMMENT ON COLUMN ruvllm.requests.total_ms IS 'Milliseconds for the whole call.';
+COMMENT ON COLUMN ruvllm.requests.prompt_tokens IS 'Prompt tokens.';
+COMMENT ON COLUMN ruvllm.requests.completion_tokens IS 'Generated tokens.';
+COMMENT ON COLUMN ruvllm.requests.context_nodes IS 'Memory nodes given to the model.';
+COMMENT ON COLUMN ruvllm.requests.cost IS 'Relative cost: the model''s cost_per_token x generated tokens / 1000.';
+
+CREATE VIEW ruvllm.daily_quality AS
+SELECT (created_at AT TIME ZONE 'UTC')::date AS day, model, count(*) AS requests,
+       count(quality) AS judged, avg(quality) AS mean_quality, avg(rating) AS mean_rating,
+       count(*) FILTER (WHERE quality < 0.5) AS low_quality
+  FROM ruvllm.witness WHERE error IS NULL
+ GROUP BY 1, 2;
+COMMENT ON VIEW ruvllm.daily_quality IS 'Answer quality per UTC day and model.';
+COMMENT ON COLUMN ruvllm.daily_quality.day IS 'UTC day.';
+COMMENT ON COLUMN ruvllm.daily_quality.model IS 'Model that answered.';
+COMMENT ON COLUMN ruvllm.daily_quality.requests IS 'Answered requests.';
+COMMENT ON COLUMN ruvllm.daily_quality.judged IS 'Requests judged so far.';
+COMMENT ON COLUMN ruvllm.daily_quality.mean_quality IS 'Mean judged quality, 0..1.';
+COMMENT ON COLUMN ruvllm.daily_quality.mean_rating IS 'Mean user rating, 1..5.';
+COMMENT ON COLUMN ruvllm.daily_quality.low_quality IS 'Requests judged under 0.5.';
+
+CREATE VIEW ruvllm.daily_latency AS
+SELECT (w.created_at AT TIME ZONE 'UTC')::date AS day, w.model, s.stage, count(s.ms) AS requests,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.ms) AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY s.ms) AS p95_ms,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY s.ms) AS p99_ms
+  FROM ruvllm.witness w
+ CROSS JOIN LATERAL (VALUES ('embedding', w.embedding_ms), ('retrieval', w.retrieval_ms),
+                            ('routing', w.routing_ms), ('attention', w.attention_ms),
+                            ('generation', w.generation_ms), ('total', w.total_ms)) AS s(stage, ms)
+ WHERE w.error IS NULL AND s.ms IS NOT NULL
+ GROUP BY 1, 2, 3;
+COMMENT ON VIEW ruvllm.daily_latency IS 'Latency percentiles per UTC day, model and pipeline stage (embedding, retrieval, routing, attention, generation, total).';
+COMMENT ON COLUMN ruvllm.daily_latency.day IS 'UTC day.';
+COMMENT ON COLUMN ruvllm.daily_latency.model IS 'Model that answered.';
+COMMENT ON COLUMN ruvllm.daily_latency.stage IS 'Pipeline stage.';
+COMMENT ON COLUMN ruvllm.daily_latency.requests IS 'Requests with a time for this stage.';
+COMMENT ON COLUMN ruvllm.daily_latency.p50_ms IS 'Median milliseconds.';
+COMMENT ON COLUMN ruvllm.daily_latency.p95_ms IS '95th percentile, milliseconds.';
+COMMENT ON COLUMN ruvllm.daily_latency.p99_ms IS '99th percentile, milliseconds.';
+
+CREATE VIEW ruvllm.model_usage AS
+SELECT (created_at AT TIME ZONE 'UTC')::date AS day, model, count(*) AS requests,
+       count(*) FILTER (WHERE cache_hit) AS cache_hits, count(*) FILTER (WHERE explored) AS explored,
+       sum(completion_tokens) AS completion_tokens, sum(cost) AS cost
+  FROM ruvllm.requests WHERE succeeded
+ GROUP BY 1, 2;
+COMMENT ON VIEW ruvllm.model_usage IS 'Requests, tokens and relative cost per UTC day and model.';
+COMMENT ON COLUMN ruvllm.model_usage.day IS 'UTC day.';
+COMMENT ON COLUMN ruvllm.model_usage.model IS 'Model.';
+COMMENT ON COLUMN ruvllm.model_usage.requests IS 'Answered requests.';
+COMMENT ON COLUMN ruvllm.model_usage.cache_hits IS 'Of those, served from the response cache.';
+COMMENT ON COLUMN ruvllm.model_usage.explored IS 'Of those, routed at random for exploration.';
+COMMENT ON COLUMN ruvllm.model_usage.completion_tokens IS 'Tokens generated.';
+COMMENT ON COLUMN ruvllm.model_usage.cost IS 'Relative cost (cost_per_token x tokens / 1000).';
+
+CREATE VIEW ruvllm.problem_requests AS
+SELECT request_id, created_at, tenant, model, query, response, quality, rating, error, error_sqlstate,
+       CASE WHEN error IS NOT NULL THEN 'failed' ELSE 'low quality' END AS problem
+  FROM ruvllm.witness
+ WHERE error IS NOT NULL OR quality < 0.5 OR rating <= 2;
+COMMENT ON VIEW ruvllm.problem_requests IS 'Failed requests, and answers judged under 0.5 or rated 1 or 2.';
+COMMENT ON COLUMN ruvllm.problem_requests.request_id IS 'The request.';
+COMMENT ON COLUMN ruvllm.problem_requests.created_at IS 'When it was made.';
+COMMENT ON COLUMN ruvllm.problem_requests.tenant IS 'Tenant.';
+COMMENT ON COLUMN ruvllm.problem_requests.model IS 'Model (NULL when it failed before routing).';
+COMMENT ON COLUMN ruvllm.problem_requests.query IS 'The question.';
+COMMENT ON COLUMN ruvllm.problem_requests.response IS 'The answer, if any.';
+COMMENT ON COLUMN ruvllm.problem_requests.quality IS 'Judged quality.';
+COMMENT ON COLUMN ruvllm.problem_requests.rating IS 'User rating.';
+COMMENT ON COLUMN ruvllm.problem_requests.error IS 'Error message.';
+COMMENT ON COLUMN ruvllm.problem_requests.error_sqlstate IS 'SQLSTATE.';
+COMMENT ON COLUMN ruvllm.problem_requests.problem IS 'failed or low quality.';
+
+CREATE VIEW ruvllm.feedback_agreement AS
+SELECT model, count(*) AS rated, avg(quality) AS mean_quality, avg((rating - 1) / 4.0) AS mean_rating_scaled,
+       corr(judge_score, rating) AS judge_rating_correlation,
+       avg(abs((judge_score - 1) / 4.0 - (rating - 1) / 4.0)) AS mean_abs_judge_gap
+  FROM ruvllm.witness WHERE rating IS NOT NULL
+ GROUP BY model;
+COMMENT ON VIEW ruvllm.feedback_agreement IS 'How well the LLM judge agrees with users'' ratings, per model.';
+COMMENT ON COLUMN ruvllm.feedback_agreement.model IS 'Model.';
+COMMENT ON COLUMN ruvllm.feedback_agreement.rated IS 'Requests users rated.';
+COMMENT ON COLUMN ruvllm.feedback_agreement.mean_quality IS 'Mean quality of those (rating included).';
+COMMENT ON COLUMN ruvllm.feedback_agreement.mean_rating_scaled IS 'Mean rating mapped to 0..1.';
+COMMENT ON COLUMN ruvllm.feedback_agreement.judge_rating_correlation IS 'Pearson correlation of judge score and rating.';
+COMMENT ON COLUMN ruvllm.feedback_agreement.mean_abs_judge_gap IS 'Mean |judge - rating| on the 0..1 scale.';
+
+------------------------------------------------------------------------------------------------
+-- Audit search, health and metrics
+------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION public.ruvllm_witness_search(query text, k integer DEFAULT 10,
+                                             since timestamptz DEFAULT NULL, max_quality real DEFAULT NULL)
+RETURNS TABLE (request_id uuid, created_at timestamptz, similarity real, question text, answer text,
+               model text, quality real, error text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF query IS NULL OR btrim(query) = '' THEN
+        RAISE EXCEPTION 'query must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF k IS NULL OR k NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'k must be between 1 and 1000, not %', k USING ERRCODE = '22003';
+    END IF;
+    RETURN QUERY
+    WITH q AS (SELECT public.ruvllm_embed(ruvllm_witness_search.query) AS v)
+    SELECT w.request_id, w.created_at,
+           (1 - (w.query_embedding OPERATOR(public.<=>) q.v))::real, w.query, w.response, w.model,
+           w.quality, w.error
+      FROM ruvllm.witness w, q
+     WHERE w.query_embedding IS NOT NULL
+       AND w.tenant = COALESCE(current_setting('ruvllm.tenant', true), '')
+       AND (since IS NULL OR w.created_at >= since)
+       AND (max_quality IS NULL OR w.quality <= max_quality)
+     ORDER BY w.query_embedding OPERATOR(public.<=>) q.v
+     LIMIT k;
+END
+$$;
+COMMENT ON FUNCTION public.ruvllm_witness_search(text, integer, timestamptz, real) IS
+    'Witnessed requests of this tenant most similar to a question ("requests like this one"), optionally since a time and at most a quality ("similar poor answers").';
+
+CREATE FUNCTION public.ruvllm_health() RETURNS jsonb
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json
+from ruvllm import operations, sqlglue
+return json.dumps(sqlglue.call(plpy, operations.health, plpy))
+$$;
+COMMENT ON FUNCTION public.ruvllm_health() IS
+    'Health of ruvllm in this database: memory size, router policy, models loadable with matching checksums, worker and witness writer alive, witness queue depth, and overall healthy | degraded | critical.';
+
+CREATE FUNCTION public.ruvllm_metrics() RETURNS text
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+from ruvllm import operations, sqlglue
+return sqlglue.call(plpy, operations.metrics, plpy)
+$$;
+COMMENT ON FUNCTION public.ruvllm_metrics() IS
+    'Metrics in the Prometheus text exposition format (requests by status, cache hits, writebacks, model selections, stage latency histograms, replay size, mean quality), for a scraper such as postgres_exporter.';

@@ -1,0 +1,83 @@
+"""For DBAs and analysts: BI views, semantic audit search, health and metrics, on a real database."""
+import re
+
+import psycopg
+import pytest
+
+from test_query import ask, scalar, seed, witness_rows
+
+VIEWS = ("requests", "daily_quality", "daily_latency", "model_usage", "problem_requests",
+         "feedback_agreement")
+PLAIN = {"uuid", "text", "timestamp with time zone", "date", "integer", "bigint", "smallint", "real",
+         "double precision", "numeric", "boolean"}
+
+
+def test_bi_views_are_plain_commented_and_readable(db):
+    seed(db)
+    ok = ask(db, "What does VACUUM do?", constraints={"max_tokens": 8})
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        ask(db, "hi", constraints={"bogus": 1})
+    witness_rows(db)
+    db.execute("SELECT ruvllm_feedback(%s, 1)", (ok["request_id"],))
+    types = db.execute("""SELECT table_name, column_name, data_type FROM information_schema.columns
+                           WHERE table_schema = 'ruvllm' AND table_name = ANY(%s)""", (list(VIEWS),)).fetchall()
+    assert {t for t, _, _ in types} == set(VIEWS)
+    assert [(t, c, d) for t, c, d in types if d not in PLAIN] == []
+    uncommented = db.execute("""
+        SELECT c.relname, a.attname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+         WHERE n.nspname = 'ruvllm' AND c.relkind = 'v' AND col_description(c.oid, a.attnum) IS NULL""").fetchall()
+    assert uncommented == []
+    assert scalar(db, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                      "WHERE n.nspname = 'ruvllm' AND c.relkind = 'v' AND obj_description(c.oid) IS NULL") == 0
+    req = db.execute("SELECT succeeded, model, cost, context_nodes FROM ruvllm.requests ORDER BY created_at").fetchall()
+    assert [r[0] for r in req] == [True, False] and req[0][1] and req[0][2] >= 0 and req[0][3] >= 1
+    problems = db.execute("SELECT problem, error_sqlstate FROM ruvllm.problem_requests ORDER BY created_at").fetchall()
+    assert problems == [("low quality", None), ("failed", "22023")]
+    stages = {r[0] for r in db.execute("SELECT stage FROM ruvllm.daily_latency")}
+    assert stages == {"embedding", "retrieval", "routing", "attention", "generation", "total"}
+    assert scalar(db, "SELECT sum(requests) FROM ruvllm.model_usage") == 1
+    assert scalar(db, "SELECT rated FROM ruvllm.feedback_agreement") == 1
+
+
+def test_witness_search_finds_similar_requests_of_this_tenant(db):
+    seed(db)
+    for q in ("What does VACUUM do?", "What is the capital of France?"):
+        ask(db, q, constraints={"max_tokens": 8})
+    witness_rows(db)
+    rows = db.execute("SELECT question, similarity FROM ruvllm_witness_search('How does vacuuming work?', 5)").fetchall()
+    assert [r[0] for r in rows][0] == "What does VACUUM do?" and rows[0][1] > rows[1][1]
+    assert db.execute("SELECT count(*) FROM ruvllm_witness_search('vacuum', 5, now() + interval '1 h')").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM ruvllm_witness_search('vacuum', 5, NULL, 0.0)").fetchone()[0] == 0
+    db.execute("SET ruvllm.tenant = 'other'")
+    assert db.execute("SELECT count(*) FROM ruvllm_witness_search('vacuum')").fetchone()[0] == 0
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        db.execute("SELECT * FROM ruvllm_witness_search('vacuum', 0)")
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SELECT * FROM ruvllm_witness_search('')")
+
+
+def test_health_reports_models_router_and_problems(db):
+    h = scalar(db, "SELECT ruvllm_health()")
+    assert h["status"] == "healthy", h
+    assert h["router_version"] == 1 and h["memory_nodes"] == 0
+    assert all(m["ok"] for m in h["models"].values())
+    db.execute("UPDATE ruvllm.models SET path = '/nonexistent.gguf' WHERE name = 'gemma-3-270m'")
+    h = scalar(db, "SELECT ruvllm_health()")
+    assert h["status"] == "degraded" and not h["models"]["gemma-3-270m"]["ok"]
+    db.execute("UPDATE ruvllm.models SET enabled = false WHERE name = 'smollm2-135m-instruct'")
+    assert scalar(db, "SELECT ruvllm_health()")["status"] == "critical"
+
+
+def test_metrics_are_prometheus_text(db):
+    seed(db)
+    ask(db, "What does VACUUM do?", constraints={"max_tokens": 8})
+    ask(db, "What does VACUUM do?", constraints={"max_tokens": 8})   # a cache hit
+    witness_rows(db)
+    text = scalar(db, "SELECT ruvllm_metrics()")
+    sample = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+$')
+    for line in text.strip().splitlines():
+        assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
+    assert 'ruvllm_requests{status="ok"} 1' in text and 'ruvllm_requests{status="cache_hit"} 1' in text
+    buckets = [int(v) for v in re.findall(r'ruvllm_stage_latency_ms_bucket\{stage="total",le="[^"]+"\} (\d+)', text)]
+    assert buckets == sorted(buckets) and buckets[-1] == 2
