@@ -1041,3 +1041,109 @@ return sqlglue.call(plpy, operations.metrics, plpy)
 $$;
 COMMENT ON FUNCTION public.ruvllm_metrics() IS
     'Metrics in the Prometheus text exposition format (requests by status, cache hits, writebacks, model selections, stage latency histograms, replay size, mean quality), for a scraper such as postgres_exporter.';
+
+------------------------------------------------------------------------------------------------
+-- Retention (for DBAs)
+------------------------------------------------------------------------------------------------
+
+CREATE SCHEMA ruvllm_archive;
+COMMENT ON SCHEMA ruvllm_archive IS 'Expired witness partitions kept by retention with action archive (plain tables: query, dump or drop them).';
+
+CREATE TABLE ruvllm.retention (
+    target      text PRIMARY KEY CHECK (target IN ('witness', 'sessions', 'loop_runs', 'response_cache')),
+    keep        interval NOT NULL CHECK (keep > interval '0' AND keep <= interval '100 years'),
+    action      text NOT NULL DEFAULT 'drop' CHECK (action IN ('drop', 'archive')),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    updated_by  name NOT NULL DEFAULT current_user
+);
+COMMENT ON TABLE ruvllm.retention IS 'How long ruvllm keeps each kind of data; set with ruvllm_set_retention, enforced by ruvllm_apply_retention (the deep loop runs it).';
+COMMENT ON COLUMN ruvllm.retention.target IS 'witness, sessions, loop_runs or response_cache.';
+COMMENT ON COLUMN ruvllm.retention.keep IS 'Age after which data is removed.';
+COMMENT ON COLUMN ruvllm.retention.action IS 'For the witness: drop expired daily partitions, or archive them (moved to schema ruvllm_archive).';
+COMMENT ON COLUMN ruvllm.retention.updated_at IS 'When the setting was last changed.';
+COMMENT ON COLUMN ruvllm.retention.updated_by IS 'Who changed it.';
+
+CREATE FUNCTION public.ruvllm_set_retention(what text, keep interval, action text DEFAULT 'drop')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF what IS NULL OR keep IS NULL OR action IS NULL THEN
+        RAISE EXCEPTION 'what, keep and action must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF what NOT IN ('witness', 'sessions', 'loop_runs', 'response_cache') THEN
+        RAISE EXCEPTION 'unknown retention target "%"', what USING ERRCODE = '22023',
+            HINT = 'Targets: witness, sessions, loop_runs, response_cache.';
+    END IF;
+    IF keep <= interval '0' OR keep > interval '100 years' THEN
+        RAISE EXCEPTION 'keep must be a positive interval of at most 100 years, not %', keep
+            USING ERRCODE = '22023';
+    END IF;
+    IF action NOT IN ('drop', 'archive') OR (action = 'archive' AND what <> 'witness') THEN
+        RAISE EXCEPTION 'action must be drop, or archive for the witness, not "%"', action
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ruvllm.retention (target, keep, action) VALUES (what, keep, action)
+    ON CONFLICT (target) DO UPDATE SET keep = EXCLUDED.keep, action = EXCLUDED.action,
+        updated_at = now(), updated_by = current_user;
+END
+$$;
+COMMENT ON FUNCTION public.ruvllm_set_retention(text, interval, text) IS
+    'Sets how long to keep witness rows, sessions, loop runs or response cache entries; for the witness, action drop or archive says what happens to expired daily partitions.';
+
+CREATE FUNCTION public.ruvllm_apply_retention() RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rule record;
+    part record;
+    cutoff timestamptz;
+    done jsonb := '{}';
+    n bigint;
+    parts text[];
+BEGIN
+    PERFORM ruvllm.witness_make_partitions(7);
+    FOR rule IN SELECT * FROM ruvllm.retention ORDER BY target LOOP
+        cutoff := now() - rule.keep;
+        IF rule.target = 'witness' THEN
+            -- Whole days past the cutoff go as partitions: the time does not depend on row count.
+            parts := '{}';
+            FOR part IN
+                SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'ruvllm.witness'::regclass AND c.relname ~ '^witness_p[0-9]{8}$'
+                   AND ((to_date(substr(c.relname, 10), 'YYYYMMDD') + 1)::timestamp AT TIME ZONE 'UTC') <= cutoff
+                 ORDER BY c.relname
+            LOOP
+                EXECUTE format('ALTER TABLE ruvllm.witness DETACH PARTITION ruvllm.%I', part.relname);
+                IF rule.action = 'archive' THEN
+                    EXECUTE format('ALTER TABLE ruvllm.%I SET SCHEMA ruvllm_archive', part.relname);
+                ELSE
+                    EXECUTE format('DROP TABLE ruvllm.%I', part.relname);
+                END IF;
+                parts := parts || part.relname::text;
+            END LOOP;
+            DELETE FROM ruvllm.witness_default WHERE created_at < cutoff;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            done := done || jsonb_build_object('witness', jsonb_build_object(
+                'partitions', to_jsonb(parts), 'action', rule.action, 'default_rows_deleted', n));
+        ELSIF rule.target = 'sessions' THEN
+            DELETE FROM ruvllm.sessions WHERE last_active < cutoff;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            done := done || jsonb_build_object('sessions', n);
+        ELSIF rule.target = 'loop_runs' THEN
+            DELETE FROM ruvllm.loop_runs WHERE finished_at < cutoff;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            done := done || jsonb_build_object('loop_runs', n);
+        ELSIF rule.target = 'response_cache' THEN
+            DELETE FROM ruvllm.response_cache WHERE created_at < cutoff OR expires_at < now();
+            GET DIAGNOSTICS n = ROW_COUNT;
+            done := done || jsonb_build_object('response_cache', n);
+        END IF;
+    END LOOP;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION public.ruvllm_apply_retention() IS
+    'Applies ruvllm.retention now: makes the witness partitions of the next 7 days, drops or archives witness partitions past their keep period (whole days, in time independent of row count), deletes expired sessions, loop runs and cache entries. The deep loop runs it too.';

@@ -320,6 +320,7 @@ def deep_loop(plpy):
     out.update(_pattern_bank(plpy))
     out.update(_compress_memory(plpy))
     out.update(_archive_witness(plpy))
+    out["retention"] = json.loads(plpy.execute("SELECT public.ruvllm_apply_retention()::text AS r")[0]["r"])
     return out
 
 

@@ -81,3 +81,49 @@ def test_metrics_are_prometheus_text(db):
     assert 'ruvllm_requests{status="ok"} 1' in text and 'ruvllm_requests{status="cache_hit"} 1' in text
     buckets = [int(v) for v in re.findall(r'ruvllm_stage_latency_ms_bucket\{stage="total",le="[^"]+"\} (\d+)', text)]
     assert buckets == sorted(buckets) and buckets[-1] == 2
+
+
+def test_retention_drops_or_archives_whole_witness_days_and_expires_the_rest(db):
+    seed(db)
+    r = ask(db, "What does VACUUM do?", session="old-session", constraints={"max_tokens": 8})
+    witness_rows(db)
+    # A partition of three days ago (as an install three days old would have), with a row in it.
+    old_day = scalar(db, "SELECT (now() AT TIME ZONE 'UTC')::date - 3")
+    yesterday = f"witness_p{old_day:%Y%m%d}"
+    db.execute(f"CREATE TABLE ruvllm.{yesterday} PARTITION OF ruvllm.witness FOR VALUES FROM "
+               f"('{old_day} 00:00+00') TO ('{old_day} 00:00+00'::timestamptz + interval '1 day')")
+    db.execute("UPDATE ruvllm.witness SET created_at = created_at - interval '3 days' WHERE request_id = %s",
+               (r["request_id"],))
+    db.execute("UPDATE ruvllm.sessions SET last_active = now() - interval '3 days'")
+    db.execute("SELECT ruvllm_run_loop('background')")
+    db.execute("UPDATE ruvllm.loop_runs SET finished_at = now() - interval '3 days'")
+    db.execute("SELECT ruvllm_set_retention('witness', '2 days', 'archive')")
+    for target in ("sessions", "loop_runs", "response_cache"):
+        db.execute("SELECT ruvllm_set_retention(%s, '2 days')", (target,))
+    done = scalar(db, "SELECT ruvllm_apply_retention()")
+    assert yesterday in done["witness"]["partitions"] and done["witness"]["action"] == "archive"
+    assert done["sessions"] == 1 and done["loop_runs"] == 1
+    assert scalar(db, f"SELECT count(*) FROM ruvllm_archive.{yesterday}") == 1
+    assert scalar(db, "SELECT count(*) FROM ruvllm.witness WHERE request_id = %s", (r["request_id"],)) == 0
+    # The partitions of the days ahead are there, and a second run has nothing left to do.
+    assert scalar(db, """SELECT count(*) FROM generate_series((now() AT TIME ZONE 'UTC')::date,
+                            (now() AT TIME ZONE 'UTC')::date + 7, '1 day') d
+                          WHERE to_regclass('ruvllm.witness_p' || to_char(d, 'YYYYMMDD')) IS NOT NULL""") == 8
+    again = scalar(db, "SELECT ruvllm_apply_retention()")
+    assert again["witness"]["partitions"] == [] and again["sessions"] == 0
+    assert db.execute("SELECT target, keep::text, action FROM ruvllm.retention ORDER BY target").fetchall()[-1] == \
+        ("witness", "2 days", "archive")
+
+
+@pytest.mark.parametrize("args, error", [
+    (("memory", "1 day"), psycopg.errors.InvalidParameterValue),
+    (("witness", "-1 day"), psycopg.errors.InvalidParameterValue),
+    (("witness", "0"), psycopg.errors.InvalidParameterValue),
+    (("witness", "200 years"), psycopg.errors.InvalidParameterValue),
+    (("sessions", "1 day", "archive"), psycopg.errors.InvalidParameterValue),
+    ((None, "1 day"), psycopg.errors.NullValueNotAllowed),
+])
+def test_bad_retention_settings_change_nothing(db, args, error):
+    with pytest.raises(error):
+        db.execute(f"SELECT ruvllm_set_retention({', '.join(['%s'] * len(args))})", args)
+    assert scalar(db, "SELECT count(*) FROM ruvllm.retention") == 0
