@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """bench/memory: ingestion, embedding, HNSW search, recall and graph expansion of ruvllm memory.
 
-    make bench-memory                            # 10K and 100K nodes: ~15 min on 2 idle cores
-    RUVLLM_BENCH_SCALE=small make bench-memory   # 2K and 10K nodes, a smoke run of ~2 min
-    RUVLLM_BENCH_SCALE=full make bench-memory    # default + the 100K build with stock settings
+    make bench-memory                            # 10K and 100K nodes: ~8 min on 2 quiet cores
+    RUVLLM_BENCH_SCALE=small make bench-memory   # 2K and 10K nodes, a smoke run of ~1 min
+    RUVLLM_BENCH_SCALE=full make bench-memory    # + the 100K builds of random vectors and with
+                                                 #   stock settings: ~22 min
 
 `make bench-memory` runs this inside the ruvllm root as the postgres user. It starts its own
 throwaway PostgreSQL 17 (socket only, in a temp dir), measures, and prints one markdown report; at
-default and full scale bench/memory/run.sh then records it in bench/RESULTS.md (`--record`).
+default and full scale bench/memory/run.sh then records it in bench/RESULTS.md (`--record`), each
+scale in its own section.
 
 All percentiles that are compared come from this one run, measured interleaved (query i runs on
 every configuration before query i+1), so load from other processes on the machine hits each
