@@ -32,3 +32,18 @@ INTERNAL_ERROR = "XX000"
 
 def invalid(message, hint=None, detail=None):
     return RuvllmError(INVALID_PARAMETER_VALUE, message, hint=hint, detail=detail)
+
+
+def json_object(value, what, example):
+    """A jsonb argument as a dict: None gives {}, text is parsed, anything but an object is 22023."""
+    import json
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as e:
+            raise RuvllmError(INVALID_TEXT_REPRESENTATION, f"{what} is not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise invalid(f"{what} must be a JSON object", hint=f"For example {example}")
+    return value

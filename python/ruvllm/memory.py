@@ -65,16 +65,7 @@ def check_content(content, what="content"):
 
 def check_metadata(metadata):
     """metadata as a dict: a JSON object whose known keys have the documented types."""
-    if metadata is None:
-        return {}
-    if isinstance(metadata, str):
-        try:
-            metadata = json.loads(metadata)
-        except ValueError as e:
-            raise errors.RuvllmError(errors.INVALID_TEXT_REPRESENTATION, f"metadata is not JSON: {e}")
-    if not isinstance(metadata, dict):
-        raise errors.invalid("metadata must be a JSON object",
-                             hint='For example {"tags": ["ops"], "domain": "postgres"}')
+    metadata = errors.json_object(metadata, "metadata", '{"tags": ["ops"], "domain": "postgres"}')
     for key, types in _METADATA_TYPES.items():
         if key in metadata and (not isinstance(metadata[key], types) or isinstance(metadata[key], bool)):
             raise errors.invalid(f"metadata.{key} must be a {types[0].__name__}, not {metadata[key]!r}")

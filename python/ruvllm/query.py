@@ -7,7 +7,6 @@
 Every call leaves one witness row, also when it fails (the error and its SQLSTATE are recorded
 and the error is raised again). The stages' wall times go to the witness and the response.
 """
-import json
 import math
 import random
 import time
@@ -59,16 +58,7 @@ def check_query(query):
 
 def check_constraints(constraints):
     """The constraints jsonb as a dict with checked values."""
-    if constraints is None:
-        return {}
-    if isinstance(constraints, str):
-        try:
-            constraints = json.loads(constraints)
-        except ValueError as e:
-            raise errors.RuvllmError(errors.INVALID_TEXT_REPRESENTATION, f"constraints are not JSON: {e}")
-    if not isinstance(constraints, dict):
-        raise errors.invalid("constraints must be a JSON object",
-                             hint='For example {"max_tokens": 64, "temperature": 0.2}')
+    constraints = errors.json_object(constraints, "constraints", '{"max_tokens": 64, "temperature": 0.2}')
     unknown = sorted(set(constraints) - set(CONSTRAINT_KEYS))
     if unknown:
         raise errors.invalid(f"unknown constraint {', '.join(map(repr, unknown))}",
