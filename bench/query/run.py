@@ -737,7 +737,8 @@ class Bench:
         L.append(f"`make bench-query` (RUVLLM_BENCH_SCALE={self.scale}), "
                  f"{self.started_text}; {self.machine_text}; PostgreSQL {self.pg_version}, "
                  f"ruvllm {self.info.get('extension')}, llama-cpp-python {self.info.get('llama_cpp')}. "
-                 f"One run, {self.total_s / 60:.1f} min.")
+                 f"One run, {self.total_s / 60:.1f} min ({sum(t for _, t in self.timeline) / 60:.1f} min "
+                 f"measuring, the rest waiting for a quiet machine).")
         L.append("")
         real, g_big = self.out["real"], self.out["grow"].get(big, {})
         grown = [s for s in sizes if s in self.out["grow"]]
@@ -784,7 +785,8 @@ class Bench:
         row("orchestration seen by the client (client − generation_ms) p50 / p99",
             [stat(s, lambda r: r["client_ms"] - (r["generation_ms"] or 0.0), "{:.2f}") for s in sizes])
         srows = self.out["stub"]["rows"]
-        row(f"orchestration with generation stubbed ({len(srows)} calls), witness total_ms p50 / p99",
+        row(f"orchestration with generation stubbed ({len(srows)} calls in one statement), "
+            f"witness total_ms p50 / p99",
             ["—"] * (len(sizes) - 1) +
             [f"{pct([r['total_ms'] for r in srows], 50):.2f} / {pct([r['total_ms'] for r in srows], 99):.2f}"])
         for st in STAGES[:4]:
@@ -819,7 +821,8 @@ class Bench:
         for model, g in self.out["gen"].items():
             gen_lines.append(f"{model}: {g['tokens']} completion tokens from a {g['prompt_tokens']}-token "
                              f"prompt, llama.cpp n_threads {g['n_threads']} on both sides "
-                             f"(bare with n_threads = {os.cpu_count()}: {g['bare_all_cores']:.1f} tokens/s)")
+                             f"(bare with n_threads = {os.cpu_count()}, all cores: {g['bare_all_cores']:.1f} "
+                             f"tokens/s; on a busy machine the threads wait on each other)")
         L.append(f"**Generation.** `SELECT ruvllm_generate(prompt, {cfg['gen_tokens']}, model)` timed at the "
                  f"client, against `llama_cpp.Llama(model_path, n_ctx from ruvllm.models, use_mmap=True, "
                  f"n_threads=None)` in a bare python3 (same environment, OPENBLAS_NUM_THREADS=1) timed around "
@@ -829,16 +832,20 @@ class Bench:
         cum, own = self.profile_lines()
         L.append(f"**Where orchestration time goes** at {label(big)} (generation stubbed, cProfile over "
                  f"{self.out['stub']['profiled_calls']} calls, ms per call; cProfile adds overhead): "
-                 f"cumulative: {cum}. Self time: {own}.")
+                 f"cumulative: {cum}. Self time: {own}. The stubbed calls run in one statement "
+                 f"(`bench.orchestrate`), so in one transaction: rows that retrieval touches again are "
+                 f"updated again before any commit, which makes retrieval dearer there than in the "
+                 f"one-statement-per-call end-to-end rows above.")
         L.append("")
         ns = self.out.get("nodes_stats")
         if ns:
             g = self.out["grow"][big]
-            L.append(f"**Writes on the read path.** Retrieval sets last_accessed on every node it returns: "
-                     f"after {ns['calls']} answered calls in all, ruvllm.nodes had {ns['upd']} row updates, "
-                     f"{ns['hot']} of them HOT, {ns['dead']} dead tuples, {ns['autovacuum']} autovacuum runs; "
-                     f"its HNSW index grew from {g['index_mb']:.0f} MiB after the build to "
-                     f"{ns['index_mb']:.0f} MiB (a non-HOT update adds an index entry).")
+            L.append(f"**Writes to ruvllm.nodes on the read path** (last_accessed of the nodes retrieval "
+                     f"returns, where it is kept in that table): after {ns['calls']} answered calls in all, "
+                     f"ruvllm.nodes had {ns['upd']} row updates, "
+                     f"{ns['hot']} of them HOT (the others add an entry to every index, the HNSW one "
+                     f"included), {ns['dead']} dead tuples, autovacuum runs: {ns['autovacuum']}; HNSW index "
+                     f"{g['index_mb']:.0f} MiB after the build, {ns['index_mb']:.0f} MiB at the end.")
             L.append("")
         fq = self.out["first_query_ms"]
         L.append("**First call in a new backend** (Python set-up, embedder, model load, checksum): "
