@@ -37,6 +37,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for results.py
+import results  # noqa: E402
+
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -592,25 +595,8 @@ class Bench:
 
 
 def record(report_path, results_path):
-    """Replace (or add) the bench/router section of bench/RESULTS.md; other sections are kept.
-    The file is read right before writing, so sections other runs wrote meanwhile survive."""
-    section = Path(report_path).read_text()
-    results = Path(results_path)
-    if results.exists():
-        text = results.read_text()
-    else:
-        text = ("# Benchmark results\n\nEach section is written by its benchmark's own run "
-                "(see the command in it); numbers are not edited by hand.\n\n")
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        nxt = text.find("\n## ", start + len(SECTION))
-        end = len(text) if nxt < 0 else nxt + 1
-        text = text[:start] + section + ("\n" if nxt >= 0 else "") + text[end:]
-    tmp = results.with_name(results.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, results)
+    """Replace (or add) this benchmark's section of bench/RESULTS.md; other sections are kept."""
+    results.record_section(SECTION, report_path, results_path)
 
 
 def main():
