@@ -50,6 +50,81 @@ int			ruvllm_deep_interval = 3600;
 static char *ruvllm_pii_mask = NULL;
 static int	ruvllm_generation_threads = 1;
 
+/*
+ * Bad values are refused when they are set (SET, ALTER SYSTEM, postgresql.conf), not found later
+ * by the Python package in the middle of a query.
+ */
+static const char *const pii_kinds[] = {"email", "phone", "card", "iban", "ip"};
+
+static bool
+check_pii_mask(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval);
+	char	   *item;
+	char	   *save = NULL;
+	int			items = 0;
+	bool		saw_none = false;
+
+	for (item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save))
+	{
+		char	   *end;
+		bool		known = false;
+
+		while (*item == ' ' || *item == '\t')
+			item++;
+		end = item + strlen(item);
+		while (end > item && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (*item == '\0')
+			continue;
+		items++;
+		if (pg_strcasecmp(item, "none") == 0)
+		{
+			saw_none = true;
+			continue;
+		}
+		for (int i = 0; i < lengthof(pii_kinds); i++)
+			known |= pg_strcasecmp(item, pii_kinds[i]) == 0;
+		if (!known)
+		{
+			GUC_check_errdetail("\"%s\" is not a kind of personal data ruvllm masks.", item);
+			GUC_check_errhint("Kinds: email, phone, card, iban, ip; empty or none masks nothing.");
+			pfree(copy);
+			return false;
+		}
+	}
+	pfree(copy);
+	if (saw_none && items > 1)
+	{
+		GUC_check_errdetail("\"none\" cannot be combined with kinds.");
+		return false;
+	}
+	return true;
+}
+
+/* Tenant names appear in row-level security policies, metrics labels and logs: keep them plain. */
+static bool
+check_tenant(char **newval, void **extra, GucSource source)
+{
+	const char *c;
+
+	if (strlen(*newval) > 63)
+	{
+		GUC_check_errdetail("A tenant name has at most 63 characters.");
+		return false;
+	}
+	for (c = *newval; *c; c++)
+	{
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+			  *c == '_' || *c == '-' || *c == '.'))
+		{
+			GUC_check_errdetail("A tenant name has only letters, digits, \"_\", \"-\" and \".\".");
+			return false;
+		}
+	}
+	return true;
+}
+
 void
 _PG_init(void)
 {
@@ -58,8 +133,8 @@ _PG_init(void)
 							"Higher finds more of the true nearest neighbours, slower.",
 							&ruvllm_ef_search, 64, 1, 1000, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("ruvllm.tenant",
-							   "Tenant whose memory this session reads and writes (empty: no tenant).",
-							   NULL, &ruvllm_tenant, "", PGC_USERSET, 0, NULL, NULL, NULL);
+							   "Tenant whose memory, witness rows, sessions and cache this session reads and writes (empty: no tenant).",
+							   "It must be a registered tenant (ruvllm_create_tenant); a role bound to a tenant always acts as it.", &ruvllm_tenant, "", PGC_USERSET, 0, check_tenant, NULL, NULL);
 	DefineCustomRealVariable("ruvllm.same_topic_threshold",
 							 "Cosine similarity above which ingestion links a new node to an existing one with a SameTopic edge.",
 							 NULL, &ruvllm_same_topic_threshold, 0.6, 0.0, 1.0, PGC_USERSET, 0,
@@ -150,7 +225,7 @@ _PG_init(void)
 							   "Kinds of personal data masked before ruvllm stores text: email, phone, card, iban, ip (comma-separated; empty: none).",
 							   "Masks witness rows, sessions, the response cache and memory writeback; the answer returned to the caller is not altered.",
 							   &ruvllm_pii_mask, "email,phone,card,iban,ip", PGC_SUSET, 0,
-							   NULL, NULL, NULL);
+							   check_pii_mask, NULL, NULL);
 	DefineCustomIntVariable("ruvllm.generation_threads",
 							"Threads llama.cpp uses for one generation in a backend (0: one per core); applies to models loaded after it is set.",
 							"Backends generate side by side; llama.cpp's threads spin at barriers, so more threads than free cores slow every one down.",
