@@ -94,7 +94,9 @@ def _setting(plpy, name, cast=str):
 
 
 def current_tenant(plpy):
-    return _setting(plpy, "ruvllm.tenant") or ""
+    """The session's tenant as row-level security sees it: a role bound to a tenant acts as it,
+    others as the registered tenant ruvllm.tenant names (errors for an unknown one)."""
+    return plpy.execute(_plan(plpy, "tenant", "SELECT public.ruvllm_current_tenant() AS t", []))[0]["t"] or ""
 
 
 _EDGE_INSERT = {

@@ -114,6 +114,7 @@ def test_link_and_search_with_hops(db):
 
 
 def test_tenant_filter_still_returns_k_rows(db):
+    db.execute("SELECT ruvllm_create_tenant('acme'), ruvllm_create_tenant('globex')")
     db.execute("SET ruvllm.tenant = 'acme'")
     db.execute("SELECT ruvllm_ingest_many(array_agg('acme note ' || i || ' on invoices')) FROM generate_series(1, 12) i")
     db.execute("SET ruvllm.tenant = 'globex'")

@@ -49,6 +49,7 @@ def test_witness_search_finds_similar_requests_of_this_tenant(db):
     assert [r[0] for r in rows][0] == "What does VACUUM do?" and rows[0][1] > rows[1][1]
     assert db.execute("SELECT count(*) FROM ruvllm_witness_search('vacuum', 5, now() + interval '1 h')").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM ruvllm_witness_search('vacuum', 5, NULL, 0.0)").fetchone()[0] == 0
+    db.execute("SELECT ruvllm_create_tenant('other')")
     db.execute("SET ruvllm.tenant = 'other'")
     assert db.execute("SELECT count(*) FROM ruvllm_witness_search('vacuum')").fetchone()[0] == 0
     with pytest.raises(psycopg.errors.NumericValueOutOfRange):

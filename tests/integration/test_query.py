@@ -146,6 +146,7 @@ def test_multi_turn_session(db):
     assert second["cache_hit"] is False
     assert len(witness_rows(db, "session_id = 's-1'")) == 2
     # Another tenant's session of the same id is another session.
+    db.execute("SELECT ruvllm_create_tenant('other')")
     db.execute("SET ruvllm.tenant = 'other'")
     db.execute("SELECT ruvllm_ingest('Berlin is the capital of Germany.')")
     third = ask(db, "What is the capital of Germany?", session="s-1", constraints={"max_tokens": 16})
@@ -186,6 +187,7 @@ def test_cache_hits_exact_and_semantic(db):
     assert semantic["cache_similarity"] == pytest.approx(sim, abs=1e-4)
     # Other constraints, another tenant, or an expired entry: no hit.
     assert ask(db, "What does VACUUM do?", constraints={"max_tokens": 16})["cache_hit"] is False
+    db.execute("SELECT ruvllm_create_tenant('other')")
     db.execute("SET ruvllm.tenant = 'other'")
     assert ask(db, "What does VACUUM do?", constraints={"max_tokens": 24})["cache_hit"] is False
     db.execute("RESET ruvllm.tenant")
