@@ -9,12 +9,29 @@ RUVLLM_PORT := $(PORT)
 endif
 export SQL
 
-.PHONY: env test demo up down psql conninfo bench-memory bench-query bench-router
+.PHONY: env test demo up down psql conninfo bench-memory bench-query bench-retention bench-router
 env:
 	@MAKE_TARGET=env bash $(ENV_DIR)build-root.sh >/dev/null
 
+# The BI views' JDBC test (tests/integration/test_bi_jdbc.py) needs Java and the PostgreSQL JDBC
+# driver, which the root does not have: the host's JDK (the one `java` on PATH resolves to) and the
+# newest driver jar in the Maven cache are bound read-only into the root at their own paths, with
+# the directory outside the JDK that Debian keeps its jvm.cfg and java.security in
+# (/etc/java-17-openjdk), and named to the tests by RUVLLM_JAVA_HOME and RUVLLM_JDBC_JAR. Without
+# them that test skips; set either variable to use another JDK or jar.
+RUVLLM_JAVA_HOME ?= $(shell j=$$(command -v java 2>/dev/null) && dirname "$$(dirname "$$(realpath "$$j")")")
+RUVLLM_JDBC_JAR ?= $(shell ls -d $(HOME)/.m2/repository/org/postgresql/postgresql/*/postgresql-*[0-9].jar 2>/dev/null | sort -V | tail -1)
+
 test: env
-	@$(ENTER) --layer test -- sh env/run-tests.sh $(TESTS)
+	@set --; jh=$$(realpath -e '$(RUVLLM_JAVA_HOME)' 2>/dev/null) jar=$$(realpath -e '$(RUVLLM_JDBC_JAR)' 2>/dev/null); \
+	 if [ -n "$$jh" ] && [ -x "$$jh/bin/java" ]; then \
+	     set -- --bind "$$jh:ro"; export RUVLLM_JAVA_HOME="$$jh"; \
+	     cfg=$$(realpath -e "$$jh/lib/jvm.cfg" 2>/dev/null) && cfg=$${cfg%/*} && \
+	         case $$cfg/ in "$$jh"/*) ;; *) set -- "$$@" --bind "$$cfg:ro" ;; esac; \
+	 else unset RUVLLM_JAVA_HOME; fi; \
+	 if [ -n "$$jar" ] && [ -f "$$jar" ]; then set -- "$$@" --bind "$${jar%/*}:ro"; export RUVLLM_JDBC_JAR="$$jar"; \
+	 else unset RUVLLM_JDBC_JAR; fi; \
+	 $(ENTER) --layer test "$$@" -- sh env/run-tests.sh $(TESTS)
 
 up: env
 	@$(ENTER) --layer server -- sh env/server.sh start
@@ -42,6 +59,14 @@ bench-memory: env
 # RUVLLM_BENCH_SCALE=small for a ~3 min smoke run that is not recorded).
 bench-query: env
 	@$(ENTER) --layer test -- sh bench/query/run.sh
+
+# Witness-log retention on 1M witness rows over 30 daily partitions: ruvllm_apply_retention with
+# action drop and with archive, against a row-by-row DELETE of the same rows (and its VACUUM), each
+# on its own copy of the data; prints its table and records it in bench/RESULTS.md (~10 min on 2
+# shared cores, nearly all of it loading the rows; RUVLLM_BENCH_SCALE=small for a ~1 min smoke run
+# of 50K rows that is not recorded).
+bench-retention: env
+	@$(ENTER) --layer test -- sh bench/retention/run.sh
 
 # The router on RouteLLM's MMLU labels, read in place from ../shared/datasets/routellm-mmlu
 # (bound read-only into the root; RUVLLM_BENCH_DATA=DIR for another copy): baselines, APGR, cost,

@@ -55,7 +55,8 @@ inner_env=(/usr/bin/env -i
     PATH=/usr/lib/postgresql/17/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
     LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 TERM="${TERM:-dumb}"
     CI="${CI:-}" RUVLLM_PORT="${RUVLLM_PORT:-5433}" SQL="${SQL:-}" PGDATA=/var/lib/ruvllm/pgdata)
-for var in PYTEST_ADDOPTS RUVLLM_BENCH_SCALE; do
+# RUVLLM_JAVA_HOME and RUVLLM_JDBC_JAR: a JDK and a JDBC driver jar bound in (see `make test`).
+for var in PYTEST_ADDOPTS RUVLLM_BENCH_SCALE RUVLLM_JAVA_HOME RUVLLM_JDBC_JAR; do
     [ -n "${!var:-}" ] && inner_env+=("$var=${!var}")
 done
 if [ "$user" = root ]; then

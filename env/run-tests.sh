@@ -10,6 +10,15 @@ if ! make install >"$log" 2>&1; then
     echo failed; cat "$log"; exit 1
 fi
 echo "$(( $(date +%s) - start ))s"
+# A JDBC driver jar bound in from the host (`make test`) may sit under /root, which postgres cannot
+# read: the tests get a copy of their own.
+if [ -n "${RUVLLM_JDBC_JAR:-}" ] && [ -f "$RUVLLM_JDBC_JAR" ]; then
+    mkdir -p /tmp/ruvllm-jdbc
+    cp "$RUVLLM_JDBC_JAR" /tmp/ruvllm-jdbc/
+    chmod 755 /tmp/ruvllm-jdbc
+    chmod 644 "/tmp/ruvllm-jdbc/${RUVLLM_JDBC_JAR##*/}"
+    export RUVLLM_JDBC_JAR="/tmp/ruvllm-jdbc/${RUVLLM_JDBC_JAR##*/}"
+fi
 # -p no:cacheprovider: the checkout is not writable by postgres, and the cache is not needed.
 exec setpriv --reuid=postgres --regid=postgres --init-groups \
     env HOME=/var/lib/postgresql USER=postgres \
