@@ -203,8 +203,8 @@ _PG_init(void)
 							NULL, &ruvllm_judge_max_per_run, 20, 1, 10000, PGC_USERSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ruvllm.witness_archive_after",
-							"Age after which the deep loop moves witness rows out of ruvllm.witness into ruvllm.witness_archive.",
-							NULL, &ruvllm_witness_archive_after, 30 * 86400, 3600, INT_MAX, PGC_USERSET,
+							"Age after which retention archives whole days of the witness log, unless ruvllm_set_retention set the witness's keep period.",
+							"Expired daily partitions move to schema ruvllm_archive; rows of days without a partition to ruvllm.witness_archive.", &ruvllm_witness_archive_after, 30 * 86400, 3600, INT_MAX, PGC_USERSET,
 							GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomStringVariable("ruvllm.databases",
 							   "Databases in which the ruvllm background worker runs the learning loops (comma-separated).",

@@ -963,7 +963,7 @@ COMMENT ON COLUMN ruvllm.patterns.created_at IS 'When the pattern was made.';
 
 CREATE TABLE ruvllm.witness_archive (LIKE ruvllm.witness INCLUDING DEFAULTS);
 ALTER TABLE ruvllm.witness_archive ADD PRIMARY KEY (request_id, created_at);
-COMMENT ON TABLE ruvllm.witness_archive IS 'Witness rows older than ruvllm.witness_archive_after, moved out of the hot table by the deep loop.';
+COMMENT ON TABLE ruvllm.witness_archive IS 'Archived witness rows of days that had no daily partition (retention with action archive moves whole partitions to schema ruvllm_archive instead); 0.1.0''s deep loop moved rows here.';
 
 CREATE FUNCTION ruvllm._run_loop(loop text, run_by text) RETURNS jsonb
 LANGUAGE plpython3u
@@ -1241,7 +1241,15 @@ DECLARE
     parts text[];
 BEGIN
     PERFORM ruvllm.witness_make_partitions(7);
-    FOR rule IN SELECT * FROM ruvllm.retention ORDER BY target LOOP
+    -- Without a witness setting, whole days are archived after ruvllm.witness_archive_after.
+    FOR rule IN SELECT r.target, r.keep, r.action FROM ruvllm.retention r
+                UNION ALL
+                SELECT 'witness', make_interval(secs => s.setting::float8), 'archive'
+                  FROM pg_settings s
+                 WHERE s.name = 'ruvllm.witness_archive_after'
+                   AND NOT EXISTS (SELECT FROM ruvllm.retention r WHERE r.target = 'witness')
+                ORDER BY 1
+    LOOP
         cutoff := now() - rule.keep;
         IF rule.target = 'witness' THEN
             -- Whole days past the cutoff go as partitions: the time does not depend on row count.
@@ -1261,10 +1269,18 @@ BEGIN
                 END IF;
                 parts := parts || part.relname::text;
             END LOOP;
-            DELETE FROM ruvllm.witness_default WHERE created_at < cutoff;
+            -- Rows of days without a partition (normally none) go row by row.
+            IF rule.action = 'archive' THEN
+                WITH moved AS (DELETE FROM ruvllm.witness_default WHERE created_at < cutoff RETURNING *)
+                INSERT INTO ruvllm.witness_archive SELECT * FROM moved;
+            ELSE
+                DELETE FROM ruvllm.witness_default WHERE created_at < cutoff;
+            END IF;
             GET DIAGNOSTICS n = ROW_COUNT;
             done := done || jsonb_build_object('witness', jsonb_build_object(
-                'partitions', to_jsonb(parts), 'action', rule.action, 'default_rows_deleted', n));
+                'partitions', to_jsonb(parts), 'action', rule.action, 'keep', rule.keep,
+                'default_rows_deleted', CASE WHEN rule.action = 'drop' THEN n ELSE 0 END,
+                'default_rows_archived', CASE WHEN rule.action = 'archive' THEN n ELSE 0 END));
         ELSIF rule.target = 'sessions' THEN
             DELETE FROM ruvllm.sessions WHERE last_active < cutoff;
             GET DIAGNOSTICS n = ROW_COUNT;
@@ -1283,7 +1299,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION public.ruvllm_apply_retention() IS
-    'Applies ruvllm.retention now: makes the witness partitions of the next 7 days, drops or archives witness partitions past their keep period (whole days, in time independent of row count), deletes expired sessions, loop runs and cache entries. The deep loop runs it too.';
+    'Applies ruvllm.retention now: makes the witness partitions of the next 7 days, drops or archives witness partitions past their keep period (whole days, in time independent of row count; without a witness setting, archives after ruvllm.witness_archive_after), deletes expired sessions, loop runs and cache entries. The deep loop runs it too.';
 
 ------------------------------------------------------------------------------------------------
 -- Row-level security and privileges

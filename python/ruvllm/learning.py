@@ -20,8 +20,9 @@ Background loop: train the router on the replay buffer plus the last day's judge
 
 Deep loop: k-means++ over the last week's query embeddings into a new pattern bank (best model,
   context size and mean quality per cluster); merge near-duplicate memory nodes; prune edges
-  under the weight floor; copy searches' access times from ruvllm.node_access into ruvllm.nodes; move witness rows older than ruvllm.witness_archive_after into
-  ruvllm.witness_archive.
+  under the weight floor; copy searches' access times from ruvllm.node_access into ruvllm.nodes; apply retention
+  (ruvllm_apply_retention), which archives whole witness days after ruvllm.witness_archive_after
+  unless a DBA set the witness's retention.
 """
 import json
 import random
@@ -31,7 +32,7 @@ import numpy as np
 from . import embedding, errors, generation, judge, memory, models, patterns, policy, training
 from .memory import parse_vector, vector_literal
 from .router import CONTEXT_BINS
-from .sqlglue import planner, seconds, setting
+from .sqlglue import planner, setting
 
 EDGE_STEP = 0.05
 EDGE_MIN, EDGE_MAX = 0.01, 10.0
@@ -319,7 +320,6 @@ def deep_loop(plpy):
     out = {}
     out.update(_pattern_bank(plpy))
     out.update(_compress_memory(plpy))
-    out.update(_archive_witness(plpy))
     out["retention"] = json.loads(plpy.execute("SELECT public.ruvllm_apply_retention()::text AS r")[0]["r"])
     return out
 
@@ -410,17 +410,6 @@ def _compress_memory(plpy):
           FROM ruvllm.node_access a
          WHERE a.node_id = n.id AND n.last_accessed IS DISTINCT FROM a.last_accessed""").nrows()
     return {"nodes_merged": merged, "edges_pruned": pruned, "last_accessed_copied": touched}
-
-
-def _archive_witness(plpy):
-    after_s = seconds(setting(plpy, "ruvllm.witness_archive_after", "2592000"))
-    res = plpy.execute(_plan(plpy, "archive", """
-        WITH moved AS (
-            DELETE FROM ruvllm.witness
-             WHERE created_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)
-            RETURNING *)
-        INSERT INTO ruvllm.witness_archive SELECT * FROM moved""", ["float8"]), [after_s])
-    return {"witness_archived": res.nrows()}
 
 
 # --- oracle loop (by hand) --------------------------------------------------------------------

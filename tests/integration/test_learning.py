@@ -164,7 +164,10 @@ def test_deep_loop_patterns_compression_and_archiving(db):
     # The merged node's edge now starts at the survivor.
     keep = scalar(db, "SELECT id FROM ruvllm.nodes WHERE id IN (%s, %s)", (a, b))
     assert edge_weight(db, "Cites", keep, c) == pytest.approx(1.0)
-    assert m["witness_archived"] == 1
+    # Retention, run by the deep loop, archives by default: the old row sat in the default
+    # partition (no partition for its day), so it moves row by row to ruvllm.witness_archive.
+    assert m["retention"]["witness"]["action"] == "archive"
+    assert m["retention"]["witness"]["default_rows_archived"] == 1
     assert scalar(db, "SELECT count(*) FROM ruvllm.witness_archive WHERE request_id = %s", (old,)) == 1
     assert scalar(db, "SELECT count(*) FROM ruvllm.witness WHERE request_id = %s", (old,)) == 0
     # The router reads the pattern bank: ruvllm_route shows a cluster similarity.

@@ -116,6 +116,22 @@ def test_retention_drops_or_archives_whole_witness_days_and_expires_the_rest(db)
         ("witness", "2 days", "archive")
 
 
+def test_without_a_witness_setting_retention_archives_after_witness_archive_after(db):
+    db.execute("CREATE TABLE ruvllm.witness_p20000101 PARTITION OF ruvllm.witness "
+               "FOR VALUES FROM ('2000-01-01 00:00+00') TO ('2000-01-02 00:00+00')")
+    db.execute("""INSERT INTO ruvllm.witness (request_id, query, created_at) VALUES
+                  (gen_random_uuid(), 'in a partition', '2000-01-01 12:00+00'),
+                  (gen_random_uuid(), 'in the default partition', '2000-01-05 12:00+00')""")
+    db.execute("SET ruvllm.witness_archive_after = '400d'")
+    done = scalar(db, "SELECT ruvllm_apply_retention()")
+    assert done["witness"]["partitions"] == ["witness_p20000101"] and done["witness"]["action"] == "archive"
+    assert done["witness"]["default_rows_archived"] == 1 and done["witness"]["default_rows_deleted"] == 0
+    assert scalar(db, "SELECT query FROM ruvllm_archive.witness_p20000101") == "in a partition"
+    assert scalar(db, "SELECT query FROM ruvllm.witness_archive") == "in the default partition"
+    assert scalar(db, "SELECT count(*) FROM ruvllm.witness WHERE created_at < '2001-01-01'") == 0
+    assert scalar(db, "SELECT count(*) FROM ruvllm.retention") == 0
+
+
 @pytest.mark.parametrize("args, error", [
     (("memory", "1 day"), psycopg.errors.InvalidParameterValue),
     (("witness", "-1 day"), psycopg.errors.InvalidParameterValue),
