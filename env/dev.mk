@@ -62,9 +62,9 @@ bench-query: env
 
 # Witness-log retention on 1M witness rows over 30 daily partitions: ruvllm_apply_retention with
 # action drop and with archive, against a row-by-row DELETE of the same rows (and its VACUUM), each
-# on its own copy of the data; prints its table and records it in bench/RESULTS.md (~10 min on 2
-# shared cores, nearly all of it loading the rows; RUVLLM_BENCH_SCALE=small for a ~1 min smoke run
-# of 50K rows that is not recorded).
+# on its own copy of the data; prints its table and records it in bench/RESULTS.md (~3 min on 2
+# shared cores, nearly all of it loading and copying the rows; RUVLLM_BENCH_SCALE=small for a ~20 s
+# smoke run of 50K rows that is not recorded).
 bench-retention: env
 	@$(ENTER) --layer test -- sh bench/retention/run.sh
 

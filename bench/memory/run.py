@@ -21,9 +21,7 @@ import os
 import platform
 import re
 import shutil
-import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,11 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-import corpus
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for common.py
+from common import Server, log, make_up_settings  # noqa: E402
+
+import corpus  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-PG_BIN = Path(os.environ.get("RUVLLM_PG_BIN", "/usr/lib/postgresql/17/bin"))
 DIM = 384
 K = 10
 HOPS = 2
@@ -54,80 +54,6 @@ SCALES["full"] = dict(SCALES["default"], stock_build=True, random_max=100_000)
 # its page for a HOT update, i.e. about one row in four left free.
 TRIAL_FILLFACTOR = 70
 EF_SWEEP = (32, 64, 128, 256)
-
-# Lines of env/server.sh's ruvllm.conf that are about where the server listens and logs, not
-# about how fast it is; the bench sets its own.
-_NOT_TUNING = {"listen_addresses", "port", "unix_socket_directories", "shared_preload_libraries",
-               "logging_collector", "log_directory"}
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def make_up_settings():
-    """The tuning `make up` applies, read from env/server.sh so the bench measures exactly that."""
-    text = (REPO / "env" / "server.sh").read_text()
-    block = re.search(r'ruvllm\.conf" <<EOF\n(.*?)\nEOF', text, re.S)
-    if not block:
-        raise SystemExit("bench/memory: cannot find the ruvllm.conf block in env/server.sh")
-    settings = {}
-    for line in block.group(1).splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, value = (part.strip() for part in line.split("=", 1))
-        if key not in _NOT_TUNING:
-            settings[key] = value
-    return settings
-
-
-# --- the throwaway server -----------------------------------------------------------------------
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, workdir):
-        self.dir = Path(workdir)
-        self.data = self.dir / "data"
-        self.port = free_port()
-        self.settings = {}
-        subprocess.run([PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "-A", "trust",
-                        "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
-        with open(self.data / "postgresql.conf", "a") as f:
-            f.write("\ninclude = 'bench.conf'\n")
-
-    def start(self, settings):
-        self.settings = dict(settings)
-        conf = {"listen_addresses": "''", "port": str(self.port),
-                "unix_socket_directories": f"'{self.dir}'",
-                "shared_preload_libraries": "'age,ruvllm'", **settings}
-        (self.data / "bench.conf").write_text("".join(f"{k} = {v}\n" for k, v in conf.items()))
-        # One BLAS thread per backend, as `make up` runs it: backends share the cores.
-        env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-        r = subprocess.run([PG_BIN / "pg_ctl", "-D", self.data, "-w", "-t", "120",
-                            "-l", self.dir / "server.log", "start"], env=env, capture_output=True)
-        if r.returncode:
-            print((self.dir / "server.log").read_text()[-3000:], file=sys.stderr)
-            raise SystemExit("bench/memory: the server did not start")
-
-    def stop(self):
-        subprocess.run([PG_BIN / "pg_ctl", "-D", self.data, "-w", "-t", "120", "-m", "fast", "stop"],
-                       check=True, capture_output=True)
-
-    def restart(self, settings):
-        self.stop()
-        self.start(settings)
-
-    def connect(self, dbname, options=""):
-        import psycopg
-        return psycopg.connect(host=str(self.dir), port=self.port, user="postgres", dbname=dbname,
-                               autocommit=True, options=options)
-
 
 # --- timing helpers -----------------------------------------------------------------------------
 
@@ -568,7 +494,7 @@ class Bench:
         t_start = time.time()
         self.load_before = os.getloadavg()
         work = tempfile.mkdtemp(prefix="ruvllm-bench-memory-")
-        server = Server(work)
+        server = Server(work, name="bench/memory")
         try:
             server.start(self.sized)
             self.versions = self.server_versions(server)

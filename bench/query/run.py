@@ -23,7 +23,6 @@ import datetime
 import json
 import os
 import platform
-import socket
 import struct
 import subprocess
 import sys
@@ -32,16 +31,16 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for results.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for results.py, common.py
 import results  # noqa: E402
+from common import CHILD_ENV, Server, log  # noqa: E402
 
-import numpy as np
+import numpy as np  # noqa: E402
 
-import corpus
+import corpus  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-PG_BIN = Path(os.environ.get("RUVLLM_PG_BIN", "/usr/lib/postgresql/17/bin"))
 SECTION = "## bench/query"
 DIM = 384
 MAX_TOKENS = 32          # per ruvllm_query in the end-to-end runs
@@ -67,7 +66,7 @@ GEN_PROMPTS = {
     "gemma-3-270m": "PostgreSQL keeps a write-ahead log so that after a crash it can",
 }
 
-# What `make up` runs with (env/server.sh), plus the socket/port of this throwaway server.
+# What `make up` runs with (env/server.sh); bench/common.py's Server adds where it listens.
 SERVER_SETTINGS = {
     "shared_buffers": "'2GB'",
     "effective_cache_size": "'8GB'",
@@ -75,12 +74,8 @@ SERVER_SETTINGS = {
     "max_parallel_maintenance_workers": "1",
     "max_connections": "20",
 }
-# One BLAS thread per backend, as `make up` runs it (env/server.sh); the bare process gets the same.
-CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1"}
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+# The bare generation process gets the server's CHILD_ENV (one BLAS thread, as `make up` runs
+# backends; bench/common.py).
 
 
 def label(size):
@@ -94,7 +89,7 @@ def pct(xs, q):
 # --- waiting for other benchmarks ---------------------------------------------------------------
 
 def other_benchmarks():
-    """Command lines of other benchmark runs (bench/memory, query, router) on this machine."""
+    """Command lines of other benchmark runs (bench/memory, query, retention, router) here."""
     mine = {os.getpid(), os.getppid()}
     found = []
     for entry in os.listdir("/proc"):
@@ -104,7 +99,7 @@ def other_benchmarks():
             cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if any(f"bench/{b}/run.py" in cmd for b in ("memory", "query", "router")) and "--bare" not in cmd \
+        if any(f"bench/{b}/run.py" in cmd for b in ("memory", "query", "retention", "router")) and "--bare" not in cmd \
                 and "--record" not in cmd:
             found.append(f"{entry}: {cmd.strip()[:100]}")
     return found
@@ -126,45 +121,6 @@ def wait_for_quiet(limit_s=1200, every_s=60, max_load=1.5):
             return f"Measured although, after {limit_s // 60} min of waiting, {why}."
         log(f"{why}; waiting {every_s} s ({int(waited)} s waited so far)")
         time.sleep(every_s)
-
-
-# --- the throwaway server -----------------------------------------------------------------------
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, workdir):
-        self.dir = Path(workdir)
-        self.data = self.dir / "data"
-        self.port = free_port()
-        subprocess.run([PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "-A", "trust",
-                        "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
-        conf = {"listen_addresses": "'127.0.0.1'", "port": str(self.port),
-                "unix_socket_directories": f"'{self.dir}'",
-                "shared_preload_libraries": "'age,ruvllm'", **SERVER_SETTINGS}
-        with open(self.data / "postgresql.conf", "a") as f:
-            f.write("".join(f"{k} = {v}\n" for k, v in conf.items()))
-
-    def start(self):
-        env = dict(os.environ, **CHILD_ENV)
-        r = subprocess.run([PG_BIN / "pg_ctl", "-D", self.data, "-w", "-t", "120",
-                            "-l", self.dir / "server.log", "start"], env=env, capture_output=True)
-        if r.returncode:
-            print((self.dir / "server.log").read_text()[-3000:], file=sys.stderr)
-            raise SystemExit("bench/query: the server did not start")
-
-    def stop(self):
-        subprocess.run([PG_BIN / "pg_ctl", "-D", self.data, "-w", "-t", "120", "-m", "fast", "stop"],
-                       capture_output=True)
-
-    def connect(self, dbname="bench"):
-        import psycopg
-        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname=dbname,
-                               autocommit=True)
 
 
 def proc_status(pid):
@@ -630,8 +586,9 @@ class Bench:
         self.load_start = os.getloadavg()
         self.started = datetime.datetime.now().astimezone()
         with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp:
-            server = Server(tmp)
-            server.start()
+            # On 127.0.0.1, as a client of `make up` connects.
+            server = Server(tmp, tcp=True, name="bench/query")
+            server.start(SERVER_SETTINGS)
             try:
                 admin = server.connect("postgres")
                 admin.execute("CREATE DATABASE bench")
@@ -670,7 +627,7 @@ class Bench:
                 self.phase("orchestration with generation stubbed", t0)
                 self.table_stats(server)
             finally:
-                server.stop()
+                server.stop(check=False)
         self.total_s = time.perf_counter() - t_all
         self.load_end = os.getloadavg()
 

@@ -1,0 +1,114 @@
+"""What the benches that need a database share: a throwaway PostgreSQL 17 with ruvllm preloaded,
+the settings `make up` runs with, and the machine's facts for a report's first line.
+
+Each bench's run.py puts bench/ on sys.path and imports this module (and results.py) from there.
+"""
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PG_BIN = Path(os.environ.get("RUVLLM_PG_BIN", "/usr/lib/postgresql/17/bin"))
+# One BLAS thread per backend, as `make up` runs it (env/server.sh): backends share the cores.
+CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+
+# Lines of env/server.sh's ruvllm.conf that are about where the server listens and logs, not
+# about how fast it is; a bench sets its own.
+_NOT_TUNING = {"listen_addresses", "port", "unix_socket_directories", "shared_preload_libraries",
+               "logging_collector", "log_directory"}
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def make_up_settings():
+    """The tuning `make up` applies, read from env/server.sh so a bench measures exactly that."""
+    text = (REPO / "env" / "server.sh").read_text()
+    block = re.search(r'ruvllm\.conf" <<EOF\n(.*?)\nEOF', text, re.S)
+    if not block:
+        raise SystemExit("bench: cannot find the ruvllm.conf block in env/server.sh")
+    settings = {}
+    for line in block.group(1).splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, value = (part.strip() for part in line.split("=", 1))
+        if key not in _NOT_TUNING:
+            settings[key] = value
+    return settings
+
+
+def machine():
+    """(CPU model, cores, RAM in GiB, "Linux <release>") of this machine."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return cpu, os.cpu_count(), mem_gib, f"{platform.system()} {platform.release()}"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A throwaway PostgreSQL cluster in `workdir` (initdb'd here, trust auth, user postgres) with
+    shared_preload_libraries = 'age,ruvllm', as the product runs. Clients reach it over a Unix
+    socket in `workdir`, or over 127.0.0.1 with tcp=True. The caller stops it and removes workdir.
+
+    start(settings) writes the settings (a dict of postgresql.conf values, quoted as there) to
+    data/bench.conf; restart(settings) changes them ({} = PostgreSQL's defaults).
+    """
+
+    def __init__(self, workdir, tcp=False, name="bench"):
+        self.dir = Path(workdir)
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.tcp = tcp
+        self.name = name          # for error messages
+        self.settings = {}
+        subprocess.run([PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "-A", "trust",
+                        "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write("\ninclude = 'bench.conf'\n")
+
+    def start(self, settings=None):
+        if settings is not None:
+            self.settings = dict(settings)
+        conf = {"listen_addresses": "'127.0.0.1'" if self.tcp else "''", "port": str(self.port),
+                "unix_socket_directories": f"'{self.dir}'",
+                "shared_preload_libraries": "'age,ruvllm'", **self.settings}
+        (self.data / "bench.conf").write_text("".join(f"{k} = {v}\n" for k, v in conf.items()))
+        r = subprocess.run([PG_BIN / "pg_ctl", "-D", self.data, "-w", "-t", "120",
+                            "-l", self.dir / "server.log", "start"],
+                           env=dict(os.environ, **CHILD_ENV), capture_output=True)
+        if r.returncode:
+            print((self.dir / "server.log").read_text()[-3000:], file=sys.stderr)
+            raise SystemExit(f"{self.name}: the server did not start")
+
+    def stop(self, check=True):
+        subprocess.run([PG_BIN / "pg_ctl", "-D", self.data, "-w", "-t", "120", "-m", "fast", "stop"],
+                       check=check, capture_output=True)
+
+    def restart(self, settings=None):
+        self.stop()
+        self.start(settings)
+
+    def connect(self, dbname="bench", options=""):
+        import psycopg
+        host = "127.0.0.1" if self.tcp else str(self.dir)
+        return psycopg.connect(host=host, port=self.port, user="postgres", dbname=dbname,
+                               autocommit=True, options=options)
