@@ -1400,7 +1400,9 @@ GRANT SELECT, INSERT ON ruvllm.witness TO ruvllm_user;
 GRANT UPDATE (rating, correction, feedback_at, quality) ON ruvllm.witness TO ruvllm_user;
 GRANT SELECT ON ruvllm.models, ruvllm.policies, ruvllm.patterns TO ruvllm_user;
 GRANT USAGE ON SEQUENCE ruvllm.response_cache_id_seq TO ruvllm_user;
-GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA ruvllm_graph TO ruvllm_user;
+-- The graph has no tenant column (its vertices carry only node ids): users add vertices and edges
+-- but change none; the learning loops, which adjust and prune edges, run as admin or the owner.
+GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA ruvllm_graph TO ruvllm_user;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA ruvllm_graph TO ruvllm_user;
 
 -- ruvllm_analyst: the BI views, nothing else.

@@ -66,6 +66,10 @@ def test_a_user_queries_gives_feedback_and_searches_and_nothing_more(db, pg):
     alice.execute("SET ruvllm.witness_async = off")
     sync = ask(alice, "What does VACUUM do?", constraints={"max_tokens": 8})
     assert scalar(db, "SELECT count(*) FROM ruvllm.witness WHERE request_id = %s", (sync["request_id"],)) == 1
+    # A correction goes into memory with Derived edges: the user adds to the graph.
+    fixed = scalar(alice, "SELECT ruvllm_feedback(%s, 2, 'VACUUM reclaims space held by dead rows.')",
+                   (sync["request_id"],))
+    assert scalar(db, "SELECT node_type FROM ruvllm.nodes WHERE id = %s", (fixed,)) == "QAPair"
     node = scalar(alice, "SELECT ruvllm_ingest('Alice keeps her notes in memory.')")
     assert scalar(db, "SELECT tenant FROM ruvllm.nodes WHERE id = %s", (node,)) == ""
     assert scalar(db, "SELECT rating FROM ruvllm.witness WHERE request_id = %s", (r["request_id"],)) == 5
@@ -85,6 +89,8 @@ def test_a_user_queries_gives_feedback_and_searches_and_nothing_more(db, pg):
                 "UPDATE ruvllm.witness SET response = 'forged'",
                 "DELETE FROM ruvllm.witness",
                 "DELETE FROM ruvllm.nodes",
+                "UPDATE ruvllm_graph.\"SameTopic\" SET properties = properties",
+                "DELETE FROM ruvllm_graph.\"Node\"",
                 "SELECT count(*) FROM ruvllm.replay",
                 "SELECT count(*) FROM ruvllm.tenant_roles",
                 "ALTER SYSTEM SET ruvllm.explore_rate = 0.5",
