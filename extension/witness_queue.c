@@ -36,6 +36,7 @@
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -199,6 +200,41 @@ start_writer(void)
 	return RegisterDynamicBackgroundWorker(&worker, &handle);
 }
 
+/*
+ * The writer inserts as the extension's owner, past row-level security, so the row's tenant is
+ * not checked there: here, a role bound to a tenant has that tenant written into its rows,
+ * whatever they say (unbound roles act for the tenant they name anyway). Names are qualified: the
+ * caller controls search_path.
+ */
+static text *
+stamp_bound_tenant(text *row)
+{
+	Oid			argtypes[2] = {NAMEOID, TEXTOID};
+	Datum		values[2];
+	text	   *result = row;
+
+	if (superuser())
+		return row;
+	values[0] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	values[1] = PointerGetDatum(row);
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT pg_catalog.jsonb_set($2::pg_catalog.jsonb, "
+							  "'{tenant}'::pg_catalog.text[], pg_catalog.to_jsonb(t.bound))::pg_catalog.text "
+							  "FROM ruvllm._tenant_lookup($1, '') t WHERE t.bound IS NOT NULL",
+							  2, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "ruvllm: could not look up the caller's tenant");
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		stamped = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			result = DatumGetTextPP(SPI_datumTransfer(stamped, false, -1));
+	}
+	SPI_finish();
+	return result;
+}
+
 PG_FUNCTION_INFO_V1(ruvllm_witness_enqueue);
 
 /*
@@ -217,6 +253,10 @@ ruvllm_witness_enqueue(PG_FUNCTION_ARGS)
 	int			procno = -1;
 
 	if (!ruvllm_witness_async || len == 0 || len > WITNESS_MAX_ROW_BYTES)
+		PG_RETURN_BOOL(false);
+	row = stamp_bound_tenant(row);
+	len = VARSIZE_ANY_EXHDR(row);
+	if (len > WITNESS_MAX_ROW_BYTES)
 		PG_RETURN_BOOL(false);
 	ws = witness_attach();
 

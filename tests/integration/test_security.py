@@ -214,9 +214,17 @@ def test_a_role_bound_to_a_tenant_cannot_act_as_another(db, pg):
     # A bound analyst's BI views show its tenant only; an unbound analyst's show every tenant.
     assert {r[0] for r in carol.execute("SELECT DISTINCT tenant FROM ruvllm.requests")} == {"globex"}
     ana = login(db, pg, "ana", "ruvllm_analyst")
-    assert {r[0] for r in ana.execute("SELECT DISTINCT tenant FROM ruvllm.requests")} == {"acme", "globex", ""}
-    # The refused call is witnessed under no tenant, where the operator sees it, not acme or globex.
-    assert ana.execute("SELECT error_sqlstate FROM ruvllm.requests WHERE tenant = ''").fetchall() == [("42501",)]
+    assert {r[0] for r in ana.execute("SELECT DISTINCT tenant FROM ruvllm.requests")} == {"acme", "globex"}
+    # The refused call is witnessed under bob's own tenant, never under the one he named.
+    assert ana.execute("SELECT tenant, error_sqlstate FROM ruvllm.requests WHERE error IS NOT NULL").fetchall() \
+        == [("globex", "42501")]
+    # Nor can bob plant a witness row in acme's log by handing the queue one himself.
+    planted = json.dumps({"request_id": str(uuid.uuid4()), "tenant": "acme", "query": "planted",
+                          "explored": False, "cache_hit": False,
+                          "created_at": "2026-01-01T00:00:00+00:00"})
+    assert scalar(bob, "SELECT ruvllm._witness_enqueue(%s)", (planted,))
+    assert scalar(bob, "SELECT ruvllm_witness_flush(10000)")
+    assert scalar(db, "SELECT tenant FROM ruvllm.witness WHERE query = 'planted'") == "globex"
     # Binding twice, or binding an admin, is refused.
     with pytest.raises(pgerr.UniqueViolation):
         db.execute("SELECT ruvllm_create_tenant('acme', ARRAY[%s]::regrole[])", (bob.role,))
