@@ -48,7 +48,7 @@ conninfo:
 
 # Memory at 10K and 100K nodes: ingest, embed, HNSW search and recall, 2-hop expansion, and what
 # server settings, halfvec and real-like vs random vectors change; prints its tables and records
-# them in bench/RESULTS.md (~8 min on 2 lightly loaded cores, longer when other jobs share them;
+# them in bench/RESULTS.md (~5-6 min on 2 quiet cores, longer when other jobs share them;
 # RUVLLM_BENCH_SCALE=small for a ~1 min smoke run that is not recorded, =full to add the 100K
 # builds of random vectors and under stock settings, ~22 min, recorded in a section of its own).
 bench-memory: env

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/memory: ingestion, embedding, HNSW search, recall and graph expansion of ruvllm memory.
 
-    make bench-memory                            # 10K and 100K nodes: ~8 min on 2 quiet cores
+    make bench-memory                            # 10K and 100K nodes: ~5-6 min on 2 quiet cores
     RUVLLM_BENCH_SCALE=small make bench-memory   # 2K and 10K nodes, a smoke run of ~1 min
     RUVLLM_BENCH_SCALE=full make bench-memory    # + the 100K builds of random vectors and with
                                                  #   stock settings: ~22 min
@@ -50,9 +50,6 @@ SCALES = {
 # Two 100K builds take 5-12 min each on 2 shared cores, too long for the default run: uniform
 # random vectors, and the real-like ones under stock settings. Only on request.
 SCALES["full"] = dict(SCALES["default"], stock_build=True, random_max=100_000)
-# Trial heap fillfactor for the last_accessed updates: a ~1.8 KB row needs that much free room on
-# its page for a HOT update, i.e. about one row in four left free.
-TRIAL_FILLFACTOR = 70
 EF_SWEEP = (32, 64, 128, 256)
 
 # --- timing helpers -----------------------------------------------------------------------------
@@ -455,7 +452,7 @@ class Bench:
             by_gid.update(frontier)
         return len(by_gid)
 
-    def measure_graph(self, server, params, seeds, n, only=None):
+    def measure_graph(self, server, params, seeds, n):
         ef = self.ef
         walk = self.search_conn(server, ef)
         ro = server.connect("bench", "-c default_transaction_read_only=on")
@@ -477,8 +474,6 @@ class Bench:
             "ruvllm_search": lambda i: e2e.execute("SELECT count(*) FROM ruvllm_search(%s, %s, %s)",
                                                    [texts[i], K, HOPS], prepare=True).fetchone()[0],
         }
-        if only:
-            jobs = {name: job for name, job in jobs.items() if name in only}
         # Warm the walk's pages (the searches are warm already).
         for i in range(min(n, 20)):
             self.expand(walk, qs[i], seeds[i])
@@ -536,18 +531,15 @@ class Bench:
                 conn.execute("DROP INDEX ruvllm.bench_nodes_halfvec_hnsw")
                 log("2-hop expansion and end-to-end search")
                 seeds = search["real-like vector"]["rows"]
-                graph, updates = self.with_update_stats(
+                graph, writes = self.with_write_stats(
                     conn, lambda: self.measure_graph(server, params, seeds, self.cfg["e2e"]))
-                graph["updates"] = updates
+                graph["writes"] = writes
                 self.scales[n] = dict(load_s=load_s, edges=edges, builds=builds, search=search,
                                       graph=graph, table_mb=tables_mb)
                 if not last:
-                    self.fillfactor_trial(server, conn, params, seeds, n)
                     # Rebuilt after the next load.
                     conn.execute("DROP INDEX ruvllm.nodes_embedding_hnsw")
                     conn.execute("DROP INDEX IF EXISTS bench.bench_random_hnsw")
-                    conn.execute("ALTER TABLE ruvllm.nodes RESET (fillfactor)")
-                    conn.execute("VACUUM FULL ruvllm.nodes")
                 lo = n
             conn.close()
         finally:
@@ -558,34 +550,23 @@ class Bench:
         self.load_after = os.getloadavg()
         self.total_s = time.time() - t_start
 
-    def with_update_stats(self, conn, fn):
-        """fn(), and what its last_accessed updates did: (rows updated, HOT updates, vector index
-        bytes before, after)."""
-        before = self.update_stats(conn)
+    def with_write_stats(self, conn, fn):
+        """fn(), and what its searches wrote: rows inserted into, updated in and HOT-updated in
+        ruvllm.node_access, and rows updated in ruvllm.nodes."""
+        before = self.write_stats(conn)
         out = fn()
         time.sleep(1)  # backends flush their statistics when they exit
-        after = self.update_stats(conn)
-        return out, (after[0] - before[0], after[1] - before[1], before[2], after[2])
+        after = self.write_stats(conn)
+        return out, {k: after[k] - before[k] for k in before}
 
-    def fillfactor_trial(self, server, conn, params, seeds, n):
-        """The same searches on a heap with room for HOT updates (a lever for the lead, not what
-        ruvllm ships)."""
-        log(f"last_accessed updates with fillfactor {TRIAL_FILLFACTOR}")
-        row = conn.execute("SELECT avg(pg_column_size(t.*)) FROM ruvllm.nodes t").fetchone()[0]
-        conn.execute(f"ALTER TABLE ruvllm.nodes SET (fillfactor = {TRIAL_FILLFACTOR})")
-        conn.execute("VACUUM FULL ruvllm.nodes")
-        conn.execute("ANALYZE ruvllm.nodes")
-        res, upd = self.with_update_stats(conn, lambda: self.measure_graph(
-            server, params, seeds, self.cfg["e2e"], only=("search+2hop ro", "search+2hop rw")))
-        self.trial = dict(n=n, row_bytes=float(row), ro=res["search+2hop ro"]["p50"],
-                          rw=res["search+2hop rw"]["p50"], updates=upd)
-
-    def update_stats(self, conn):
+    def write_stats(self, conn):
         conn.execute("SELECT pg_stat_clear_snapshot()")
-        upd, hot = conn.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
-                                "WHERE relid = 'ruvllm.nodes'::regclass").fetchone()
-        size = conn.execute("SELECT pg_relation_size('ruvllm.nodes_embedding_hnsw')").fetchone()[0]
-        return upd, hot, size
+        ins, upd, hot = conn.execute(
+            "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+            "WHERE relid = 'ruvllm.node_access'::regclass").fetchone()
+        nodes_upd = conn.execute("SELECT n_tup_upd FROM pg_stat_user_tables "
+                                 "WHERE relid = 'ruvllm.nodes'::regclass").fetchone()[0]
+        return dict(ins=ins, upd=upd, hot=hot, nodes_upd=nodes_upd)
 
     def stock_phase(self, server, conn, params, truth, n):
         """Stock PostgreSQL settings: the index build, then searches through the sized build."""
@@ -663,9 +644,9 @@ class Bench:
                  f"{mem_gib:.0f} GiB, {platform.system()} {platform.release()}; PostgreSQL "
                  f"{self.versions['postgres']}, pgvector {self.versions['vector']}, AGE "
                  f"{self.versions['age']}. Load average {self.load_before[0]:.1f} at the start, "
-                 f"{self.load_after[0]:.1f} at the end (other jobs share the machine); the run took "
-                 f"{self.total_s / 60:.1f} min. Times are client round trips over the Unix socket, "
-                 f"warm (each query set runs once untimed first).")
+                 f"{self.load_after[0]:.1f} at the end (1-minute averages; the run's own work counts "
+                 f"in the second); the run took {self.total_s / 60:.1f} min. Times are client round "
+                 f"trips over the Unix socket, warm (each query set runs once untimed first).")
         L.append("")
         ing = o["ingest"]
         e = o["embed"]
@@ -691,10 +672,11 @@ class Bench:
         for key, label, target in (
                 ("search ro", "search alone p50, `memory.search_vector(k=10, hops=0)` in the backend", ""),
                 ("search+2hop ro", "search + 2-hop p50, `memory.search_vector` in the backend, "
-                                   "read-only (no `last_accessed` update)", "≤ 5 ms"),
-                ("search+2hop rw", "search + 2-hop p50, the same with its `last_accessed` update", ""),
+                                   "read-only (accesses not recorded)", "≤ 5 ms"),
+                ("search+2hop rw", "search + 2-hop p50, the same recording its accesses "
+                                   "(`ruvllm.node_access` upsert), as ruvllm searches", ""),
                 ("ruvllm_search", "`ruvllm_search(q, 10, 2)` end to end p50 (embed + search + "
-                                  "2-hop + update)", "")):
+                                  "2-hop + access upsert)", "")):
             L.append(f"| {label} | {ms(sa['graph'][key]['p50'])} ms | {ms(sb['graph'][key]['p50'])} ms "
                      f"| {target} |")
         params_ = self.index_with.replace("'", "")
@@ -775,20 +757,17 @@ class Bench:
             L.append(f"| {name} | {count} | {s1:.2f} | {s10:.2f} | {s101:.2f} |")
         L.append("")
         for n_, s_ in ((a, sa), (b, sb)):
-            upd, hot, size0, size1 = s_["graph"]["updates"]
-            L.append(f"At {n_ // 1000}K: the timed searches that update `last_accessed` updated {upd} "
-                     f"rows, {hot} of them HOT; the vector index grew from {size0 / 2**20:.1f} to "
-                     f"{size1 / 2**20:.1f} MB. A non-HOT update puts the new row version into every "
-                     f"index; for HNSW that is a whole insert search (ef_construction), which then "
-                     f"finds the identical vector and only adds the row's address to it, so the "
-                     f"index does not grow but each update costs an insert.")
-        t = getattr(self, "trial", None)
-        if t:
-            upd, hot, _s0, _s1 = t["updates"]
-            L.append(f"Trial at {t['n'] // 1000}K with `ALTER TABLE ruvllm.nodes SET (fillfactor = "
-                     f"{TRIAL_FILLFACTOR})` (rows average {t['row_bytes']:.0f} bytes, so a HOT update "
-                     f"needs that much free room on the page): search + 2-hop p50 {ms(t['ro'])} ms "
-                     f"read-only, {ms(t['rw'])} ms with the update; {hot} of {upd} updates HOT.")
+            w = s_["graph"]["writes"]
+            L.append(f"At {n_ // 1000}K: the searches that record their accesses (search + 2-hop "
+                     f"rw and `ruvllm_search`, {self.cfg['e2e']} timed calls each, plus a warm-up) "
+                     f"inserted {w['ins']} rows into `ruvllm.node_access` and updated {w['upd']}, "
+                     f"{w['hot']} of the updates HOT; `ruvllm.nodes` had {w['nodes_upd']} row updates.")
+        L.append("A search upserts one `node_access` row (node id, time, hit count) per node it "
+                 "returns and leaves `ruvllm.nodes` alone: an update of a `nodes` row that is not "
+                 "HOT inserts it into the HNSW index again (a whole ef_construction search). The "
+                 "upsert changes no indexed column, so its updates are HOT wherever the page has "
+                 "room. The deep loop copies the times into `ruvllm.nodes.last_accessed`: one "
+                 "update per node accessed since its last run (not measured here).")
         L.append("")
         for note in self.notes:
             L.append(note)
