@@ -1,8 +1,10 @@
-"""What the benches that need a database share: a throwaway PostgreSQL 17 with ruvllm preloaded,
-the settings `make up` runs with, and the machine's facts for a report's first line.
+"""What the benches share: the command line of their run.py; for those that need a database, a
+throwaway PostgreSQL 17 with ruvllm preloaded and the settings `make up` runs with; the machine's
+facts for a report's first line.
 
 Each bench's run.py puts bench/ on sys.path and imports this module (and results.py) from there.
 """
+import argparse
 import os
 import platform
 import re
@@ -25,6 +27,34 @@ _NOT_TUNING = {"listen_addresses", "port", "unix_socket_directories", "shared_pr
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def cli(name, doc, record, scales, extra=None):
+    """The command line of bench/<name>/run.py: --out FILE (also write the report to FILE),
+    --record REPORT RESULTS_MD (call record(REPORT, RESULTS_MD), as bench/run.sh does, and exit)
+    and what extra(parser) adds. Returns (args, scale): scale is RUVLLM_BENCH_SCALE ("default" when
+    unset), one of `scales`."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", help="also write the report to this file")
+    ap.add_argument("--record", nargs=2, metavar=("REPORT", "RESULTS_MD"),
+                    help="merge a report written by --out into RESULTS_MD and exit")
+    if extra:
+        extra(ap)
+    args = ap.parse_args()
+    if args.record:
+        record(*args.record)
+        raise SystemExit(0)
+    scale = os.environ.get("RUVLLM_BENCH_SCALE") or "default"
+    if scale not in scales:
+        raise SystemExit(f"bench/{name}: RUVLLM_BENCH_SCALE is one of {', '.join(scales)}, not {scale!r}")
+    return args, scale
+
+
+def print_report(text, out=None):
+    """Print a bench's report, and write it to the file `out` too (--out) when given."""
+    print(text)
+    if out:
+        Path(out).write_text(text)
 
 
 def make_up_settings():

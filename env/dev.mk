@@ -46,19 +46,22 @@ psql:
 conninfo:
 	@cat .ruvllm/conninfo 2>/dev/null || { echo "no local server yet: make up" >&2; exit 1; }
 
+# The benches run inside the root by bench/run.sh NAME RECORDED_SCALE... (see there), which records
+# a run's report in bench/RESULTS.md only at those scales.
+
 # Memory at 10K and 100K nodes: ingest, embed, HNSW search and recall, 2-hop expansion, and what
 # server settings, halfvec and real-like vs random vectors change; prints its tables and records
 # them in bench/RESULTS.md (~5-6 min on 2 quiet cores, longer when other jobs share them;
 # RUVLLM_BENCH_SCALE=small for a ~1 min smoke run that is not recorded, =full to add the 100K
 # builds of random vectors and under stock settings, ~22 min, recorded in a section of its own).
 bench-memory: env
-	@$(ENTER) --layer test -- sh bench/memory/run.sh
+	@$(ENTER) --layer test -- sh bench/run.sh memory default full
 
 # ruvllm_query end to end at 10K and 100K memories, cache hits, generation in-database vs bare,
 # backend RSS; prints its table and records it in bench/RESULTS.md (~15-20 min;
 # RUVLLM_BENCH_SCALE=small for a ~3 min smoke run that is not recorded).
 bench-query: env
-	@$(ENTER) --layer test -- sh bench/query/run.sh
+	@$(ENTER) --layer test -- sh bench/run.sh --raw query default
 
 # Witness-log retention on 1M witness rows over 30 daily partitions: ruvllm_apply_retention with
 # action drop and with archive, against a row-by-row DELETE of the same rows (and its VACUUM), each
@@ -66,13 +69,16 @@ bench-query: env
 # shared cores, nearly all of it loading and copying the rows; RUVLLM_BENCH_SCALE=small for a ~20 s
 # smoke run of 50K rows that is not recorded).
 bench-retention: env
-	@$(ENTER) --layer test -- sh bench/retention/run.sh
+	@$(ENTER) --layer test -- sh bench/run.sh retention default
 
 # The router on RouteLLM's MMLU labels, read in place from ../shared/datasets/routellm-mmlu
 # (bound read-only into the root; RUVLLM_BENCH_DATA=DIR for another copy): baselines, APGR, cost,
 # forgetting; prints its tables and records them in bench/RESULTS.md (~5 min, plus 10-30 min the
 # first time to embed the prompts, cached in RUVLLM_BENCH_CACHE, default /var/tmp/ruvllm-bench;
-# RUVLLM_BENCH_SCALE=small for a ~2 min smoke run that is not recorded).
+# RUVLLM_BENCH_SCALE=small for a ~2 min smoke run that is not recorded). No PostgreSQL is involved
+# (--no-pg): the router, its training and the embedder are the ruvllm Python package. One
+# single-threaded OpenBLAS per process: the embedding workers are one process per core, and a
+# multi-threaded BLAS on busy cores measured ~5x slower.
 RUVLLM_BENCH_DATA ?= $(abspath $(ENV_DIR)../../shared/datasets/routellm-mmlu)
 RUVLLM_BENCH_CACHE ?= /var/tmp/ruvllm-bench
 bench-router: env
@@ -80,7 +86,8 @@ bench-router: env
 	    "(RouteLLM's routellm/evals/mmlu/responses; set RUVLLM_BENCH_DATA=DIR)" >&2; exit 1; }
 	@mkdir -p "$(RUVLLM_BENCH_CACHE)"
 	@$(ENTER) --layer test --bind "$(RUVLLM_BENCH_DATA):ro" --bind "$(RUVLLM_BENCH_CACHE)" -- \
-	    sh bench/router/run.sh "$$(realpath "$(RUVLLM_BENCH_DATA)")" "$$(realpath "$(RUVLLM_BENCH_CACHE)")"
+	    env OPENBLAS_NUM_THREADS=1 sh bench/run.sh --no-pg router default -- \
+	    --data "$$(realpath "$(RUVLLM_BENCH_DATA)")" --cache "$$(realpath "$(RUVLLM_BENCH_CACHE)")"
 
 demo: up
 	@$(ENTER) --into-server -- sh env/server.sh demo

@@ -3,13 +3,7 @@
 # unprivileged postgres user (PostgreSQL refuses to run as root).
 set -eu
 cd /src
-log=/tmp/ruvllm-install.log
-printf '==> build and install the extension ... '
-start=$(date +%s)
-if ! make install >"$log" 2>&1; then
-    echo failed; cat "$log"; exit 1
-fi
-echo "$(( $(date +%s) - start ))s"
+sh env/install-extension.sh
 # A JDBC driver jar bound in from the host (`make test`) may sit under /root, which postgres cannot
 # read: the tests get a copy of their own.
 if [ -n "${RUVLLM_JDBC_JAR:-}" ] && [ -f "$RUVLLM_JDBC_JAR" ]; then

@@ -8,17 +8,15 @@
 
 `make bench-memory` runs this inside the ruvllm root as the postgres user. It starts its own
 throwaway PostgreSQL 17 (socket only, in a temp dir), measures, and prints one markdown report; at
-default and full scale bench/memory/run.sh then records it in bench/RESULTS.md (`--record`), each
+default and full scale bench/run.sh then records it in bench/RESULTS.md (`--record`), each
 scale in its own section.
 
 All percentiles that are compared come from this one run, measured interleaved (query i runs on
 every configuration before query i+1), so load from other processes on the machine hits each
 configuration alike.
 """
-import argparse
 import datetime
 import os
-import platform
 import re
 import shutil
 import struct
@@ -30,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for common.py
-from common import Server, log, make_up_settings  # noqa: E402
+from common import Server, cli, log, machine, make_up_settings, print_report  # noqa: E402
 
 import corpus  # noqa: E402
 
@@ -624,15 +622,7 @@ class Bench:
 
     def report(self):
         o, sizes = self.out, self.cfg["sizes"]
-        cpu = "?"
-        try:
-            for line in open("/proc/cpuinfo"):
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        cpu, cores, mem_gib, system = machine()
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         ms = lambda v: f"{v:.1f}" if v >= 10 else f"{v:.2f}"
         L = []
@@ -640,8 +630,8 @@ class Bench:
         L.append(SECTION if self.scale_name != "full" else SECTION + ", full scale")
         L.append("")
         scale_env = "" if self.scale_name == "default" else f"RUVLLM_BENCH_SCALE={self.scale_name} "
-        L.append(f"`{scale_env}make bench-memory`, {now}: {cpu}, {os.cpu_count()} cores, "
-                 f"{mem_gib:.0f} GiB, {platform.system()} {platform.release()}; PostgreSQL "
+        L.append(f"`{scale_env}make bench-memory`, {now}: {cpu}, {cores} cores, "
+                 f"{mem_gib:.0f} GiB, {system}; PostgreSQL "
                  f"{self.versions['postgres']}, pgvector {self.versions['vector']}, AGE "
                  f"{self.versions['age']}. Load average {self.load_before[0]:.1f} at the start, "
                  f"{self.load_after[0]:.1f} at the end (1-minute averages; the run's own work counts "
@@ -805,23 +795,10 @@ def record(report_path, results_path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", help="also write the report to this file")
-    ap.add_argument("--record", nargs=2, metavar=("REPORT", "RESULTS_MD"),
-                    help="merge a report written by --out into RESULTS_MD and exit")
-    args = ap.parse_args()
-    if args.record:
-        record(*args.record)
-        return
-    scale = os.environ.get("RUVLLM_BENCH_SCALE") or "default"
-    if scale not in SCALES:
-        raise SystemExit(f"bench/memory: RUVLLM_BENCH_SCALE is one of {', '.join(SCALES)}, not {scale!r}")
+    args, scale = cli("memory", __doc__, record, SCALES)
     bench = Bench(scale)
     bench.run()
-    text = bench.report()
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    print_report(bench.report(), args.out)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,13 @@ throwaway PostgreSQL 17 (127.0.0.1, a free port, data in a temp dir) and measure
     Python process (llama_cpp.Llama as generation.LlamaCppBackend builds it), interleaved;
   * RSS of one backend before and after it has used the embedder and both models.
 
-It prints one markdown section; at default scale bench/query/run.sh records it in
+It prints one markdown section; at default scale bench/run.sh records it in
 bench/RESULTS.md (`--record`). `--bare` is the bare generation process (internal).
 """
 import argparse
 import datetime
 import json
 import os
-import platform
 import struct
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for results.py, common.py
 import results  # noqa: E402
-from common import CHILD_ENV, Server, log  # noqa: E402
+from common import CHILD_ENV, Server, cli, log, machine, print_report  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -643,7 +642,8 @@ class Bench:
              "load_end", "machine_text", "started_text")
 
     def save(self, path):
-        self.machine_text = self.machine()
+        cpu, cores, mem, system = machine()
+        self.machine_text = f"{cpu}, {cores} cores, {mem:.0f} GiB RAM, {system}"
         self.started_text = f"{self.started:%Y-%m-%d %H:%M %Z}"
         out = dict(self.out)
         out["e2e"] = {str(k): v for k, v in out["e2e"].items()}
@@ -663,21 +663,6 @@ class Bench:
         return self
 
     # -- the report ----------------------------------------------------------------------------------
-
-    def machine(self):
-        cpu = "unknown CPU"
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        mem = 0
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) / 1024 / 1024
-        return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
     def report(self):
         cfg = self.cfg
@@ -837,37 +822,22 @@ def record(report_path, results_path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", help="also write the report to this file")
-    ap.add_argument("--record", nargs=2, metavar=("REPORT", "RESULTS_MD"),
-                    help="merge a report written by --out into RESULTS_MD and exit")
-    ap.add_argument("--raw", help="also write the raw results (JSON) to this file")
-    ap.add_argument("--report-from", metavar="RAW", help="print the report of a --raw file and exit")
-    ap.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    def options(ap):
+        ap.add_argument("--raw", help="also write the raw results (JSON) to this file")
+        ap.add_argument("--report-from", metavar="RAW", help="print the report of a --raw file and exit")
+        ap.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    args, scale = cli("query", __doc__, record, SCALES, options)
     if args.bare:
         bare_main()
         return
-    if args.record:
-        record(*args.record)
-        return
     if args.report_from:
-        text = Bench.load(args.report_from).report()
-        print(text)
-        if args.out:
-            Path(args.out).write_text(text)
+        print_report(Bench.load(args.report_from).report(), args.out)
         return
-    scale = os.environ.get("RUVLLM_BENCH_SCALE") or "default"
-    if scale not in SCALES:
-        raise SystemExit(f"bench/query: RUVLLM_BENCH_SCALE is one of {', '.join(SCALES)}, not {scale!r}")
     bench = Bench(scale)
     bench.run()
     if args.raw:
         bench.save(args.raw)
-    text = bench.report()
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    print_report(bench.report(), args.out)
 
 
 if __name__ == "__main__":

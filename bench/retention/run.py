@@ -22,10 +22,9 @@ shared_preload_libraries = 'age,ruvllm', and then:
        - DELETE FROM ruvllm.witness of the same rows (those of the UTC days that retention
          removes), then the VACUUM that makes their space reusable.
 
-It prints one markdown section; at default scale bench/retention/run.sh records it in
+It prints one markdown section; at default scale bench/run.sh records it in
 bench/RESULTS.md (`--record`).
 """
-import argparse
 import datetime
 import os
 import re
@@ -37,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for results.py, common.py
 import results  # noqa: E402
-from common import Server, log, machine, make_up_settings  # noqa: E402
+from common import Server, cli, log, machine, make_up_settings, print_report  # noqa: E402
 
 SECTION = "## bench/retention"
 DAYS = 30                 # the witness log spans the past DAYS days
@@ -549,24 +548,10 @@ def record(report_path, results_path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", help="also write the report to this file")
-    ap.add_argument("--record", nargs=2, metavar=("REPORT", "RESULTS_MD"),
-                    help="merge a report written by --out into RESULTS_MD and exit")
-    args = ap.parse_args()
-    if args.record:
-        record(*args.record)
-        return
-    scale = os.environ.get("RUVLLM_BENCH_SCALE") or "default"
-    if scale not in SCALES:
-        raise SystemExit(f"bench/retention: RUVLLM_BENCH_SCALE is one of {', '.join(SCALES)}, "
-                         f"not {scale!r}")
+    args, scale = cli("retention", __doc__, record, SCALES)
     bench = Bench(scale)
     bench.run()
-    text = bench.report()
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    print_report(bench.report(), args.out)
 
 
 if __name__ == "__main__":

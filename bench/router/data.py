@@ -158,7 +158,7 @@ def embeddings(prompts, cache_dir=CACHE_DIR, workers=None, log=print):
     Computed with ruvllm.embedding (the server's numpy all-MiniLM-L6-v2) in ``workers``
     processes (default: one per core), each single-threaded: on 2 busy cores a 2-thread
     OpenBLAS measured ~5x slower than one thread per process. Set OPENBLAS_NUM_THREADS=1
-    before numpy is imported (bench/router/run.sh does).
+    before numpy is imported (make bench-router does).
     """
     from ruvllm import embedding as emb
 

@@ -29,7 +29,6 @@ Protocol (every choice is made on the validation split; the test split is only r
     or with EWC (its lambda chosen on validation) and/or replay; decision accuracy on the STEM
     test questions before and after.
 """
-import argparse
 import datetime
 import os
 import platform
@@ -37,8 +36,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for results.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for results.py, common.py
 import results  # noqa: E402
+from common import cli, log, machine, print_report  # noqa: E402
 
 import numpy as np
 
@@ -80,23 +80,6 @@ BATCH = 64
 FORGET_LR = 3e-3
 EWC_LAMBDAS = (1.0, 10.0, 100.0, 1000.0)   # 1 is what learning.background_loop uses
 REPLAY_CAPACITY = 2000
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def machine():
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
 def new_router(seed=SEED):
@@ -457,7 +440,9 @@ class Bench:
         te = self.test
         L = [SECTION, ""]
         scale_env = "" if self.scale == "default" else f"RUVLLM_BENCH_SCALE={self.scale} "
-        L.append(f"`{scale_env}make bench-router`, {self.started:%Y-%m-%d %H:%M UTC}; {machine()}; "
+        cpu, cores, mem, system = machine()
+        L.append(f"`{scale_env}make bench-router`, {self.started:%Y-%m-%d %H:%M UTC}; {cpu}, {cores} cores, "
+                 f"{mem:.0f} GiB RAM, {system}; "
                  f"Python {platform.python_version()}, numpy {np.__version__}. Load average "
                  f"{self.load_start[0]:.1f} at the start, {self.load_end[0]:.1f} at the end (other "
                  f"jobs share the machine); the run took {self.total_s / 60:.1f} min, of which "
@@ -600,25 +585,13 @@ def record(report_path, results_path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(data.DATA_DIR), help="the routellm-mmlu folder")
-    ap.add_argument("--cache", default=str(data.CACHE_DIR), help="where embeddings are cached")
-    ap.add_argument("--out", help="also write the report to this file")
-    ap.add_argument("--record", nargs=2, metavar=("REPORT", "RESULTS_MD"),
-                    help="merge a report written by --out into RESULTS_MD and exit")
-    args = ap.parse_args()
-    if args.record:
-        record(*args.record)
-        return
-    scale = os.environ.get("RUVLLM_BENCH_SCALE") or "default"
-    if scale not in SCALES:
-        raise SystemExit(f"bench/router: RUVLLM_BENCH_SCALE is one of {', '.join(SCALES)}, not {scale!r}")
+    def options(ap):
+        ap.add_argument("--data", default=str(data.DATA_DIR), help="the routellm-mmlu folder")
+        ap.add_argument("--cache", default=str(data.CACHE_DIR), help="where embeddings are cached")
+    args, scale = cli("router", __doc__, record, SCALES, options)
     bench = Bench(scale, args.data, args.cache)
     bench.run()
-    text = bench.report()
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    print_report(bench.report(), args.out)
 
 
 if __name__ == "__main__":
