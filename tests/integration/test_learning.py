@@ -125,7 +125,8 @@ def test_after_200_queries_with_feedback_a_new_router_is_promoted(db):
     for a in asked:
         db.execute("SELECT ruvllm_feedback(%s, %s)",
                    (a["request_id"], 5 if a["routing"]["model"] == "smollm2-135m-instruct" else 1))
-    assert run_loop(db, "instant")["metrics"]["judged"] == 200
+    instant = run_loop(db, "instant")
+    assert instant["status"] == "ok" and instant["metrics"].get("judged") == 200, instant
     result = run_loop(db, "background")
     m = result["metrics"]
     assert result["status"] == "ok" and m["trained"] is True, result
