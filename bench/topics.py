@@ -119,6 +119,19 @@ VOCABULARY = {
 }
 
 
+# Sentence templates of knowledge-base statements over the vocabulary.
+STATEMENTS = [
+    "{S} needs to {v} {o} {c}.",
+    "To {v} {o}, ask {s} first, especially {c}.",
+    "We {v} {o} {c} because {s} depends on it.",
+    "{S} will {v} {o} automatically {c}.",
+    "Never {v} {o} {c} without telling {s}.",
+    "The runbook says {s} should {v} {o} {c}.",
+    "If {o} looks wrong {c}, {s} can {v} it.",
+    "Last quarter {s} had to {v} {o} {c}, which took two days.",
+]
+
+
 def fill(rng, template, words):
     """template with {S}/{s} (a subject, capitalised or not), {v}, {o}, {c} drawn from words."""
     s = rng.choice(words["subjects"])

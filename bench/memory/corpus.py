@@ -10,21 +10,13 @@ import random
 
 import numpy as np
 
+import topics
 from topics import VOCABULARY, fill
 
 TOPICS = VOCABULARY
 TOPIC_NAMES = sorted(TOPICS)
 
-STATEMENTS = [
-    "{S} needs to {v} {o} {c}.",
-    "To {v} {o}, ask {s} first, especially {c}.",
-    "We {v} {o} {c} because {s} depends on it.",
-    "{S} will {v} {o} automatically {c}.",
-    "Never {v} {o} {c} without telling {s}.",
-    "The runbook says {s} should {v} {o} {c}.",
-    "If {o} looks wrong {c}, {s} can {v} it.",
-    "Last quarter {s} had to {v} {o} {c}, which took two days.",
-]
+STATEMENTS = topics.STATEMENTS
 QUESTIONS = [
     "How do I {v} {o}?",
     "Who can {v} {o} {c}?",

@@ -6,21 +6,14 @@ questions are the same text (the response cache must not answer the end-to-end r
 """
 import random
 
+import topics
 from topics import VOCABULARY, fill
 
 TOPICS = {name: VOCABULARY[name] for name in ("postgres", "kubernetes", "security", "billing",
                                               "networking", "ml", "storage", "support")}
 TOPIC_NAMES = sorted(TOPICS)
 
-STATEMENTS = [
-    "{S} needs to {v} {o} {c}.",
-    "To {v} {o}, ask {s} first, especially {c}.",
-    "We {v} {o} {c} because {s} depends on it.",
-    "{S} will {v} {o} automatically {c}.",
-    "Never {v} {o} {c} without telling {s}.",
-    "The runbook says {s} should {v} {o} {c}.",
-    "If {o} looks wrong {c}, {s} can {v} it.",
-    "Last quarter {s} had to {v} {o} {c}, which took two days.",
+STATEMENTS = topics.STATEMENTS + [
     "Remember that {o} is owned by {s}; {v} it only {c}.",
 ]
 QUESTIONS = [
