@@ -4,7 +4,12 @@ EXTVERSION := $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(dir $(last
 
 MODULE_big = ruvllm
 OBJS = $(patsubst %.c,%.o,$(wildcard extension/*.c))
-DATA = $(wildcard sql/ruvllm--*.sql)
+# One source for the SQL (as pgvector does): sql/ruvllm.sql is the current full install script, the
+# one place an object is defined; make copies it to the versioned install script. Each release adds
+# only its upgrade script, sql/ruvllm--OLD--NEW.sql. Released full scripts are not kept in the tree:
+# the upgrade test takes them from git history (env/releases.txt).
+DATA = $(wildcard sql/ruvllm--*--*.sql)
+DATA_built = sql/ruvllm--$(EXTVERSION).sql
 PG_CPPFLAGS = -DRUVLLM_VERSION='"$(EXTVERSION)"'
 
 PG_CONFIG ?= pg_config
@@ -19,6 +24,9 @@ include $(PGXS)
 
 # The library has the version compiled in.
 $(OBJS): ruvllm.control
+
+sql/ruvllm--$(EXTVERSION).sql: sql/ruvllm.sql ruvllm.control
+	cp $< $@
 
 install: install-python
 install-python:

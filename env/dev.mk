@@ -22,7 +22,9 @@ env:
 RUVLLM_JAVA_HOME ?= $(shell j=$$(command -v java 2>/dev/null) && dirname "$$(dirname "$$(realpath "$$j")")")
 RUVLLM_JDBC_JAR ?= $(shell ls -d $(HOME)/.m2/repository/org/postgresql/postgresql/*/postgresql-*[0-9].jar 2>/dev/null | sort -V | tail -1)
 
+# Earlier releases for the upgrade test come from git history on the host (env/releases.txt).
 test: env
+	@sh $(ENV_DIR)export-releases.sh
 	@set --; jh=$$(realpath -e '$(RUVLLM_JAVA_HOME)' 2>/dev/null) jar=$$(realpath -e '$(RUVLLM_JDBC_JAR)' 2>/dev/null); \
 	 if [ -n "$$jh" ] && [ -x "$$jh/bin/java" ]; then \
 	     set -- --bind "$$jh:ro"; export RUVLLM_JAVA_HOME="$$jh"; \

@@ -1,6 +1,14 @@
-"""Upgrades: ruvllm 0.1.0 updated to 0.2.0 has the same catalog as a fresh 0.2.0 install (functions,
-tables, views, columns, constraints, indexes, policies, comments, grants), and keeps its data."""
+"""Upgrades: every earlier release, installed from its own files and updated to the current version,
+has the same catalog as a fresh install (functions, tables, views, columns, constraints, indexes,
+policies, comments, grants), and keeps its data.
+
+The releases' install scripts and Python packages are the real ones, taken from git history at the
+commits env/releases.txt names (env/export-releases.sh, installed by env/install-extension.sh)."""
+import os
+from pathlib import Path
+
 import psycopg
+import pytest
 
 from test_query import scalar
 
@@ -67,53 +75,95 @@ def connect(pg, dbname):
     return psycopg.connect(host=pg.host, port=pg.port, user=pg.user, dbname=dbname, autocommit=True)
 
 
-def install_0_1_0(conn):
-    """CREATE EXTENSION ruvllm VERSION '0.1.0' with the 0.2.0 library and Python package installed.
-    The 0.1.0 script calls Python once (the initial router policy) and checks that the package is
-    0.1.0; only 0.2.0's package is installed here, so this session stands in for it: it marks the
-    version check done and puts the installed package on sys.path, as 0.1.0's _python_setup would."""
+SRC = Path(__file__).resolve().parents[2]
+
+
+def current_version():
+    for line in (SRC / "ruvllm.control").read_text().splitlines():
+        if line.startswith("default_version"):
+            return line.split("'")[1]
+    raise AssertionError("no default_version in ruvllm.control")
+
+
+def releases():
+    lines = (SRC / "env" / "releases.txt").read_text().splitlines()
+    versions = [line.split()[0] for line in lines if line.strip() and not line.startswith("#")]
+    return [v for v in versions if v != current_version()]
+
+
+def version_key(version):
+    return tuple(int(part) for part in version.split("."))
+
+
+def install_release(conn, version):
+    """CREATE EXTENSION ruvllm VERSION '<release>' from that release's own install script, with
+    that release's own Python package. Only one shared library can be loaded, the current one, and
+    a release's _python_setup refuses a library of another version: this session stands in for
+    that one check (it marks the version check done and puts the release's package first on
+    sys.path, as the release's _python_setup would)."""
     conn.execute("CREATE EXTENSION plpython3u")
-    conn.execute("""DO $$
+    conn.execute(f"""DO $$
         import sys
         d = plpy.execute("SELECT setting FROM pg_config WHERE name = 'PKGLIBDIR'")[0]["setting"]
-        sys.path.insert(0, d + "/ruvllm-python/0.2.0")
-        GD["ruvllm_version"] = "0.1.0"
+        sys.path.insert(0, d + "/ruvllm-python/{version}")
+        for name in [n for n in sys.modules if n == "ruvllm" or n.startswith("ruvllm.")]:
+            del sys.modules[name]
+        import ruvllm
+        assert ruvllm.__version__ == "{version}", ruvllm.__file__
+        GD["ruvllm_version"] = "{version}"
     $$ LANGUAGE plpython3u""")
-    conn.execute("CREATE EXTENSION ruvllm VERSION '0.1.0' CASCADE")
+    conn.execute(f"CREATE EXTENSION ruvllm VERSION '{version}' CASCADE")
 
 
-def test_upgraded_0_1_0_matches_a_fresh_0_2_0_and_keeps_its_data(db, pg):
+def installed_releases(pg):
+    with psycopg.connect(host=pg.host, port=pg.port, user=pg.user, dbname="postgres") as conn:
+        return {r[0] for r in conn.execute(
+            "SELECT version FROM pg_available_extension_versions WHERE name = 'ruvllm'")}
+
+
+@pytest.mark.parametrize("release", releases())
+def test_an_upgraded_release_matches_a_fresh_install_and_keeps_its_data(db, pg, release):
+    current = current_version()
+    if release not in installed_releases(pg):
+        if os.environ.get("CI"):
+            pytest.fail(f"release {release} is not installed: env/export-releases.sh needs git history")
+        pytest.skip(f"release {release} is not installed (no git history: env/export-releases.sh)")
     for name in ("ruvllm_fresh", "ruvllm_upgraded"):
         db.execute(f"DROP DATABASE IF EXISTS {name}")
         db.execute(f"CREATE DATABASE {name} TEMPLATE template0")
     with connect(pg, "ruvllm_fresh") as fresh:
         fresh.execute("CREATE EXTENSION ruvllm CASCADE")
-        assert scalar(fresh, "SELECT extversion FROM pg_extension WHERE extname = 'ruvllm'") == "0.2.0"
+        assert scalar(fresh, "SELECT extversion FROM pg_extension WHERE extname = 'ruvllm'") == current
         want = catalog(fresh)
 
     with connect(pg, "ruvllm_upgraded") as old:
-        install_0_1_0(old)
-        assert scalar(old, "SELECT extversion FROM pg_extension WHERE extname = 'ruvllm'") == "0.1.0"
+        install_release(old, release)
+        assert scalar(old, "SELECT extversion FROM pg_extension WHERE extname = 'ruvllm'") == release
         before = catalog(old)
-        # Data of 0.1.0 days: a tenant in use, a retention setting, a witness row.
+        # Data made with the release's own code: a tenant in use, a retention setting, a witness
+        # row, a memory node.
+        if version_key(release) >= (0, 2, 0):
+            old.execute("SELECT ruvllm_create_tenant('acme')")
         old.execute("SELECT ruvllm_set_retention('sessions', '2 days')")
         old.execute("""INSERT INTO ruvllm.witness (request_id, tenant, query, model, created_at)
                        VALUES (gen_random_uuid(), 'acme', 'old question', 'gemma-3-270m', now())""")
+        node = scalar(old, "SELECT ruvllm_ingest('Released versions keep their memory across upgrades.')")
     with connect(pg, "ruvllm_upgraded") as up:
-        up.execute("ALTER EXTENSION ruvllm UPDATE TO '0.2.0'")
-        assert scalar(up, "SELECT extversion FROM pg_extension WHERE extname = 'ruvllm'") == "0.2.0"
+        up.execute("ALTER EXTENSION ruvllm UPDATE")
+        assert scalar(up, "SELECT extversion FROM pg_extension WHERE extname = 'ruvllm'") == current
         got = catalog(up)
         assert scalar(up, "SELECT keep FROM ruvllm.retention WHERE target = 'sessions'").days == 2
         assert scalar(up, "SELECT query FROM ruvllm.witness WHERE tenant = 'acme'") == "old question"
         assert [r[0] for r in up.execute("SELECT tenant FROM ruvllm.tenants")] == ["acme"]
+        assert scalar(up, "SELECT id FROM ruvllm_search('Do upgrades keep memory?', 1, 0)") == node
         up.execute("SET ruvllm.tenant = 'acme'")
         assert scalar(up, "SELECT ruvllm_current_tenant()") == "acme"
         assert scalar(up, "SELECT count(*) FROM ruvllm_search('old question')") == 0
-        assert scalar(up, "SELECT (ruvllm_info())->>'extension'") == "0.2.0"
+        assert scalar(up, "SELECT (ruvllm_info())->>'extension'") == current
 
-    assert before != want
+    assert before != want or release == current
     missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-    assert (missing, extra) == ([], []), "fresh 0.2.0 and upgraded 0.1.0 differ:\n" + "\n".join(
+    assert (missing, extra) == ([], []), f"fresh {current} and upgraded {release} differ:\n" + "\n".join(
         ["only fresh:    " + m[:300] for m in missing] + ["only upgraded: " + e[:300] for e in extra])
     assert len(got) == len(want)
     for name in ("ruvllm_fresh", "ruvllm_upgraded"):

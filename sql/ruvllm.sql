@@ -1,4 +1,4 @@
--- ruvllm 0.2.0 install script.
+-- ruvllm: the current full install script. Edit this file; make copies it to sql/ruvllm--VERSION.sql.
 \echo Use "CREATE EXTENSION ruvllm CASCADE" to load this file. \quit
 
 -- Internal objects live in the fixed schema ruvllm, created here so DROP EXTENSION removes it;
