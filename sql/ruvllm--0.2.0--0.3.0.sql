@@ -1,3 +1,281 @@
 -- ruvllm 0.2.0 -> 0.3.0 upgrade script. Every statement here is also in sql/ruvllm.sql, where
 -- the object is defined; tests/integration/test_upgrade.py checks that both give the same catalog.
 \echo Use "ALTER EXTENSION ruvllm UPDATE TO '0.3.0'" to load this file. \quit
+
+-- Witness partitions are no longer extension members (pg_dump saves them as ordinary tables);
+-- the ones 0.2.0 made at install become ordinary tables too. The writer makes new ones.
+DO $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT d.objid::regclass FROM pg_catalog.pg_depend d
+                  JOIN pg_catalog.pg_class c ON c.oid = d.objid
+                 WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'e'
+                   AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+                   AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'ruvllm')
+                   AND c.relnamespace = 'ruvllm'::regnamespace AND c.relispartition
+                   AND c.relname ~ '^witness_p[0-9]{8}$'
+    LOOP
+        EXECUTE format('ALTER EXTENSION ruvllm DROP TABLE %s', part);
+    END LOOP;
+END
+$$;
+
+-- Keys and indexes are each partition's own, not the partitioned table's: the table is an
+-- extension member and the daily partitions are not, and pg_dump cannot restore partitions whose
+-- parent's indexes CREATE EXTENSION has already made (ATTACH PARTITION would make them twice).
+CREATE FUNCTION ruvllm._witness_index_partition(part regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (request_id, created_at)', part);
+    EXECUTE format('CREATE INDEX ON %s (created_at)', part);
+    -- For ruvllm_witness_search; the writer pays for it, off the query's path.
+    EXECUTE format('CREATE INDEX ON %s USING hnsw (query_embedding public.vector_cosine_ops)'
+                   ' WITH (m = 16, ef_construction = 64)', part);
+END
+$$;
+COMMENT ON FUNCTION ruvllm._witness_index_partition(regclass) IS
+    'Gives a witness partition its primary key (request_id, created_at), its created_at index and its HNSW index on the question embedding (internal).';
+
+-- The partitions are detached first, so their keys and indexes stay as their own (no rebuild),
+-- then the partitioned table's are dropped and the partitions attached again.
+DO $$
+DECLARE
+    part record;
+    rels regclass[] := '{}';
+    bounds text[] := '{}';
+BEGIN
+    FOR part IN SELECT c.oid::regclass AS rel, pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound
+                  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'ruvllm.witness'::regclass
+    LOOP
+        EXECUTE format('ALTER TABLE ruvllm.witness DETACH PARTITION %s', part.rel);
+        rels := rels || part.rel;
+        bounds := bounds || part.bound;
+    END LOOP;
+    DROP INDEX ruvllm.witness_query_embedding, ruvllm.witness_created_at;
+    ALTER TABLE ruvllm.witness DROP CONSTRAINT witness_pkey;
+    FOR i IN 1 .. coalesce(array_length(rels, 1), 0) LOOP
+        EXECUTE format('ALTER TABLE ruvllm.witness ATTACH PARTITION %s %s', rels[i], bounds[i]);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ruvllm.witness_make_partitions(days_ahead integer DEFAULT 7) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    day date;
+    made integer := 0;
+    part text;
+BEGIN
+    IF days_ahead IS NULL OR days_ahead NOT BETWEEN 0 AND 366 THEN
+        RAISE EXCEPTION 'days_ahead must be between 0 and 366, not %', days_ahead
+            USING ERRCODE = '22003';
+    END IF;
+    -- Days are UTC days, whatever the session's TimeZone.
+    FOR day IN SELECT d::date FROM generate_series((now() AT TIME ZONE 'UTC')::date - 1,
+                                                 (now() AT TIME ZONE 'UTC')::date + days_ahead,
+                                                 interval '1 day') AS d
+    LOOP
+        part := 'witness_p' || to_char(day, 'YYYYMMDD');
+        CONTINUE WHEN to_regclass(format('ruvllm.%I', part)) IS NOT NULL;
+        BEGIN
+            EXECUTE format('CREATE TABLE ruvllm.%I PARTITION OF ruvllm.witness FOR VALUES FROM (%L) TO (%L)',
+                           part, (day::timestamp AT TIME ZONE 'UTC'),
+                           ((day + 1)::timestamp AT TIME ZONE 'UTC'));
+            PERFORM ruvllm._witness_index_partition(format('ruvllm.%I', part)::regclass);
+            made := made + 1;
+        EXCEPTION WHEN check_violation THEN
+            -- Rows of that day already sit in the default partition; leave them there.
+            RAISE NOTICE 'ruvllm: witness partition % not made: the default partition holds rows of that day', part;
+        END;
+    END LOOP;
+    RETURN made;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ruvllm._witness_write(rows text[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    one text;
+    written integer := 0;
+    lock_wait text;
+BEGIN
+    -- Tomorrow's partition missing means the days ahead need making (after install, or when
+    -- retention has not run). Making one locks the witness table against readers, so it waits
+    -- briefly and otherwise leaves it to the next batch; rows meanwhile go to the default partition.
+    IF to_regclass('ruvllm.witness_p' || to_char(now() AT TIME ZONE 'UTC' + interval '1 day', 'YYYYMMDD')) IS NULL
+       AND has_function_privilege('ruvllm.witness_make_partitions(integer)', 'EXECUTE') THEN
+        lock_wait := current_setting('lock_timeout');
+        BEGIN
+            PERFORM set_config('lock_timeout', '50ms', true);
+            PERFORM ruvllm.witness_make_partitions(7);
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;
+        END;
+        PERFORM set_config('lock_timeout', lock_wait, true);
+    END IF;
+    BEGIN
+        INSERT INTO ruvllm.witness
+        SELECT w.* FROM unnest(rows) AS r(j), jsonb_populate_record(NULL::ruvllm.witness, r.j::jsonb) AS w;
+        GET DIAGNOSTICS written = ROW_COUNT;
+        RETURN written;
+    EXCEPTION WHEN others THEN
+        written := 0;
+    END;
+    FOREACH one IN ARRAY rows LOOP
+        BEGIN
+            INSERT INTO ruvllm.witness
+            SELECT * FROM jsonb_populate_record(NULL::ruvllm.witness, one::jsonb);
+            written := written + 1;
+        EXCEPTION WHEN others THEN
+            RAISE WARNING 'ruvllm: witness row dropped: % (SQLSTATE %)', SQLERRM, SQLSTATE;
+        END;
+    END LOOP;
+    RETURN written;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ruvllm._drop_graph() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- The graph's schema, label tables and sequence are members of this extension, so DROP
+    -- EXTENSION drops them; only AGE's catalog rows are left to delete. AGE's own drop_graph is
+    -- not used: in AGE 1.5 its label cache flush corrupts the cache when a large DROP resets the
+    -- relation cache in the same transaction (apache/age issue 2245), which kills the backend.
+    DELETE FROM ag_catalog.ag_label
+     WHERE graph = (SELECT graphid FROM ag_catalog.ag_graph WHERE name = 'ruvllm_graph');
+    DELETE FROM ag_catalog.ag_graph WHERE name = 'ruvllm_graph';
+    -- Triggers cannot be extension members: the restore triggers on AGE's catalog would hold
+    -- DROP EXTENSION up.
+    DROP TRIGGER IF EXISTS ruvllm_skip_restored_graph ON ag_catalog.ag_graph;
+    DROP TRIGGER IF EXISTS ruvllm_skip_restored_graph ON ag_catalog.ag_label;
+END
+$$;
+
+------------------------------------------------------------------------------------------------
+-- Backups: what pg_dump saves
+------------------------------------------------------------------------------------------------
+
+-- Tables an extension creates are its members, and pg_dump leaves their rows out unless the
+-- extension registers them; the definitions come back with CREATE EXTENSION at restore. Every
+-- table that holds data is registered, with the sequences behind its keys, and the graph's label
+-- tables too: AGE's catalog rows for a graph do not survive a logical dump (ag_graph.graphid is a
+-- bare namespace oid), so the graph itself is made anew by CREATE EXTENSION and only its vertices
+-- and edges are restored, with the same ids that ruvllm.nodes.graph_id holds. Witness partitions
+-- made at run time and archived partitions are ordinary tables, which pg_dump saves whole.
+-- One call a statement: each call updates the extension's catalog row.
+DO $$
+DECLARE
+    t regclass;
+BEGIN
+    FOREACH t IN ARRAY ARRAY[
+        'ruvllm.tenants', 'ruvllm.tenant_roles', 'ruvllm.nodes', 'ruvllm.node_access',
+        'ruvllm.models', 'ruvllm.policies', 'ruvllm.policies_version_seq',
+        'ruvllm.witness_default', 'ruvllm.witness_archive',
+        'ruvllm.sessions', 'ruvllm.response_cache', 'ruvllm.response_cache_id_seq',
+        'ruvllm.loop_runs', 'ruvllm.loop_runs_id_seq', 'ruvllm.replay', 'ruvllm.replay_state',
+        'ruvllm.patterns', 'ruvllm.patterns_id_seq', 'ruvllm.retention',
+        'ruvllm_graph._label_id_seq',
+        'ruvllm_graph."Node"', 'ruvllm_graph."Node_id_seq"',
+        'ruvllm_graph."Cites"', 'ruvllm_graph."Cites_id_seq"',
+        'ruvllm_graph."Follows"', 'ruvllm_graph."Follows_id_seq"',
+        'ruvllm_graph."SameTopic"', 'ruvllm_graph."SameTopic_id_seq"',
+        'ruvllm_graph."AgentStep"', 'ruvllm_graph."AgentStep_id_seq"',
+        'ruvllm_graph."Derived"', 'ruvllm_graph."Derived_id_seq"']::regclass[] LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(t, '');
+    END LOOP;
+END
+$$;
+
+-- CREATE EXTENSION seeds a few rows (the bundled models, policy version 1, the replay counter)
+-- before a restore loads the dumped ones: a dumped row takes the seeded row's place instead of
+-- failing its table's whole COPY on the key.
+CREATE FUNCTION ruvllm._restored_row_replaces_seed() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'models' THEN
+        IF NEW.name IN ('smollm2-135m-instruct', 'gemma-3-270m') THEN
+            DELETE FROM ruvllm.models WHERE name = NEW.name;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'policies' THEN
+        -- Updated in place: later versions may already name version 1 as their parent.
+        IF NEW.version = 1 THEN
+            UPDATE ruvllm.policies
+               SET status = NEW.status, router = NEW.router, model_names = NEW.model_names,
+                   metrics = NEW.metrics, reason = NEW.reason, parent_version = NEW.parent_version,
+                   created_at = NEW.created_at, promoted_at = NEW.promoted_at
+             WHERE version = 1;
+            IF FOUND THEN
+                RETURN NULL;
+            END IF;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'replay_state' THEN
+        UPDATE ruvllm.replay_state SET seen = NEW.seen WHERE singleton;
+        IF FOUND THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ruvllm._restored_row_replaces_seed() IS
+    'Trigger function: a restored row of a bundled model, of policy version 1 or of the replay counter replaces the row CREATE EXTENSION seeded (internal).';
+CREATE TRIGGER restored_row_replaces_seed BEFORE INSERT ON ruvllm.models
+    FOR EACH ROW EXECUTE FUNCTION ruvllm._restored_row_replaces_seed();
+CREATE TRIGGER restored_row_replaces_seed BEFORE INSERT ON ruvllm.policies
+    FOR EACH ROW EXECUTE FUNCTION ruvllm._restored_row_replaces_seed();
+CREATE TRIGGER restored_row_replaces_seed BEFORE INSERT ON ruvllm.replay_state
+    FOR EACH ROW EXECUTE FUNCTION ruvllm._restored_row_replaces_seed();
+COMMENT ON TRIGGER restored_row_replaces_seed ON ruvllm.models IS
+    'A restored row of a bundled model replaces the one CREATE EXTENSION made.';
+COMMENT ON TRIGGER restored_row_replaces_seed ON ruvllm.policies IS
+    'A restored policy version 1 replaces the untrained one CREATE EXTENSION made.';
+COMMENT ON TRIGGER restored_row_replaces_seed ON ruvllm.replay_state IS
+    'A restored replay counter replaces the one CREATE EXTENSION made.';
+
+-- AGE registers its catalog tables for dumping, so a dump carries AGE's rows for ruvllm_graph
+-- too; at restore they would collide with the rows CREATE EXTENSION ruvllm has just made (and
+-- point at the old database's oids). These triggers drop exactly those rows; other graphs' rows
+-- are loaded as AGE would.
+CREATE FUNCTION ruvllm._skip_restored_graph_catalog() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'ag_graph' THEN
+        IF NEW.name = 'ruvllm_graph' AND EXISTS (SELECT FROM ag_catalog.ag_graph WHERE name = 'ruvllm_graph') THEN
+            RETURN NULL;
+        END IF;
+    ELSIF EXISTS (SELECT FROM ag_catalog.ag_label l JOIN ag_catalog.ag_graph g ON g.graphid = l.graph
+                   WHERE g.name = 'ruvllm_graph' AND l.relation = NEW.relation) THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ruvllm._skip_restored_graph_catalog() IS
+    'Trigger function: skips a restored AGE catalog row of ruvllm_graph that CREATE EXTENSION ruvllm already made (internal).';
+CREATE TRIGGER ruvllm_skip_restored_graph BEFORE INSERT ON ag_catalog.ag_graph
+    FOR EACH ROW EXECUTE FUNCTION ruvllm._skip_restored_graph_catalog();
+CREATE TRIGGER ruvllm_skip_restored_graph BEFORE INSERT ON ag_catalog.ag_label
+    FOR EACH ROW EXECUTE FUNCTION ruvllm._skip_restored_graph_catalog();
+COMMENT ON TRIGGER ruvllm_skip_restored_graph ON ag_catalog.ag_graph IS
+    'ruvllm: a restored ag_graph row of ruvllm_graph is skipped; CREATE EXTENSION ruvllm made the graph anew.';
+COMMENT ON TRIGGER ruvllm_skip_restored_graph ON ag_catalog.ag_label IS
+    'ruvllm: a restored ag_label row of ruvllm_graph is skipped; CREATE EXTENSION ruvllm made the labels anew.';
+
+REVOKE ALL ON FUNCTION ruvllm._witness_index_partition(regclass), ruvllm._restored_row_replaces_seed(),
+    ruvllm._skip_restored_graph_catalog() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ruvllm._witness_index_partition(regclass), ruvllm._restored_row_replaces_seed(),
+    ruvllm._skip_restored_graph_catalog() TO ruvllm_admin;

@@ -265,6 +265,10 @@ BEGIN
     DELETE FROM ag_catalog.ag_label
      WHERE graph = (SELECT graphid FROM ag_catalog.ag_graph WHERE name = 'ruvllm_graph');
     DELETE FROM ag_catalog.ag_graph WHERE name = 'ruvllm_graph';
+    -- Triggers cannot be extension members: the restore triggers on AGE's catalog would hold
+    -- DROP EXTENSION up.
+    DROP TRIGGER IF EXISTS ruvllm_skip_restored_graph ON ag_catalog.ag_graph;
+    DROP TRIGGER IF EXISTS ruvllm_skip_restored_graph ON ag_catalog.ag_label;
 END
 $$;
 COMMENT ON FUNCTION ruvllm._drop_graph() IS
@@ -601,13 +605,8 @@ CREATE TABLE ruvllm.witness (
     cache_hit           boolean NOT NULL DEFAULT false,
     error               text,
     error_sqlstate      text,
-    created_at          timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (request_id, created_at)
+    created_at          timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (created_at);
-CREATE INDEX witness_created_at ON ruvllm.witness (created_at);
--- For ruvllm_witness_search; the writer pays for it, off the query's path.
-CREATE INDEX witness_query_embedding ON ruvllm.witness
-    USING hnsw (query_embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
 COMMENT ON TABLE ruvllm.witness IS 'Audit log: one row per ruvllm_query call, success or failure, written by the witness writer outside the caller''s transaction. Partitioned by day on created_at.';
 COMMENT ON COLUMN ruvllm.witness.request_id IS 'The request_id ruvllm_query returned.';
 COMMENT ON COLUMN ruvllm.witness.session_id IS 'Session of a multi-turn conversation, if any.';
@@ -648,7 +647,26 @@ COMMENT ON COLUMN ruvllm.witness.error IS 'Error message of a failed call (NULL 
 COMMENT ON COLUMN ruvllm.witness.error_sqlstate IS 'SQLSTATE of the error of a failed call.';
 COMMENT ON COLUMN ruvllm.witness.created_at IS 'When the call started; the partition key.';
 
+-- Keys and indexes are each partition's own, not the partitioned table's: the table is an
+-- extension member and the daily partitions are not, and pg_dump cannot restore partitions whose
+-- parent's indexes CREATE EXTENSION has already made (ATTACH PARTITION would make them twice).
+CREATE FUNCTION ruvllm._witness_index_partition(part regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (request_id, created_at)', part);
+    EXECUTE format('CREATE INDEX ON %s (created_at)', part);
+    -- For ruvllm_witness_search; the writer pays for it, off the query's path.
+    EXECUTE format('CREATE INDEX ON %s USING hnsw (query_embedding public.vector_cosine_ops)'
+                   ' WITH (m = 16, ef_construction = 64)', part);
+END
+$$;
+COMMENT ON FUNCTION ruvllm._witness_index_partition(regclass) IS
+    'Gives a witness partition its primary key (request_id, created_at), its created_at index and its HNSW index on the question embedding (internal).';
+
 CREATE TABLE ruvllm.witness_default PARTITION OF ruvllm.witness DEFAULT;
+SELECT ruvllm._witness_index_partition('ruvllm.witness_default');
 COMMENT ON TABLE ruvllm.witness_default IS 'Witness rows of days without a daily partition (normally empty).';
 
 CREATE FUNCTION ruvllm.witness_make_partitions(days_ahead integer DEFAULT 7) RETURNS integer
@@ -675,6 +693,7 @@ BEGIN
             EXECUTE format('CREATE TABLE ruvllm.%I PARTITION OF ruvllm.witness FOR VALUES FROM (%L) TO (%L)',
                            part, (day::timestamp AT TIME ZONE 'UTC'),
                            ((day + 1)::timestamp AT TIME ZONE 'UTC'));
+            PERFORM ruvllm._witness_index_partition(format('ruvllm.%I', part)::regclass);
             made := made + 1;
         EXCEPTION WHEN check_violation THEN
             -- Rows of that day already sit in the default partition; leave them there.
@@ -686,7 +705,9 @@ END
 $$;
 COMMENT ON FUNCTION ruvllm.witness_make_partitions(integer) IS
     'Makes the witness log''s daily partitions (UTC days) from yesterday to days_ahead days ahead; returns how many it made.';
-SELECT ruvllm.witness_make_partitions(7);
+-- No partitions are made here: made by CREATE EXTENSION they would be extension members, which
+-- pg_dump leaves out, and a restore on another day would make other days. The writer makes them
+-- (ruvllm._witness_write), and so does retention.
 
 -- Inserts a batch of witness rows given as JSON objects keyed by column name. One bad row must
 -- not lose the batch: on failure the rows are inserted one by one and the bad ones reported.
@@ -697,7 +718,22 @@ AS $$
 DECLARE
     one text;
     written integer := 0;
+    lock_wait text;
 BEGIN
+    -- Tomorrow's partition missing means the days ahead need making (after install, or when
+    -- retention has not run). Making one locks the witness table against readers, so it waits
+    -- briefly and otherwise leaves it to the next batch; rows meanwhile go to the default partition.
+    IF to_regclass('ruvllm.witness_p' || to_char(now() AT TIME ZONE 'UTC' + interval '1 day', 'YYYYMMDD')) IS NULL
+       AND has_function_privilege('ruvllm.witness_make_partitions(integer)', 'EXECUTE') THEN
+        lock_wait := current_setting('lock_timeout');
+        BEGIN
+            PERFORM set_config('lock_timeout', '50ms', true);
+            PERFORM ruvllm.witness_make_partitions(7);
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;
+        END;
+        PERFORM set_config('lock_timeout', lock_wait, true);
+    END IF;
     BEGIN
         INSERT INTO ruvllm.witness
         SELECT w.* FROM unnest(rows) AS r(j), jsonb_populate_record(NULL::ruvllm.witness, r.j::jsonb) AS w;
@@ -1300,6 +1336,120 @@ END
 $$;
 COMMENT ON FUNCTION public.ruvllm_apply_retention() IS
     'Applies ruvllm.retention now: makes the witness partitions of the next 7 days, drops or archives witness partitions past their keep period (whole days, in time independent of row count; without a witness setting, archives after ruvllm.witness_archive_after), deletes expired sessions, loop runs and cache entries. The deep loop runs it too.';
+
+------------------------------------------------------------------------------------------------
+-- Backups: what pg_dump saves
+------------------------------------------------------------------------------------------------
+
+-- Tables an extension creates are its members, and pg_dump leaves their rows out unless the
+-- extension registers them; the definitions come back with CREATE EXTENSION at restore. Every
+-- table that holds data is registered, with the sequences behind its keys, and the graph's label
+-- tables too: AGE's catalog rows for a graph do not survive a logical dump (ag_graph.graphid is a
+-- bare namespace oid), so the graph itself is made anew by CREATE EXTENSION and only its vertices
+-- and edges are restored, with the same ids that ruvllm.nodes.graph_id holds. Witness partitions
+-- made at run time and archived partitions are ordinary tables, which pg_dump saves whole.
+-- One call a statement: each call updates the extension's catalog row.
+DO $$
+DECLARE
+    t regclass;
+BEGIN
+    FOREACH t IN ARRAY ARRAY[
+        'ruvllm.tenants', 'ruvllm.tenant_roles', 'ruvllm.nodes', 'ruvllm.node_access',
+        'ruvllm.models', 'ruvllm.policies', 'ruvllm.policies_version_seq',
+        'ruvllm.witness_default', 'ruvllm.witness_archive',
+        'ruvllm.sessions', 'ruvllm.response_cache', 'ruvllm.response_cache_id_seq',
+        'ruvllm.loop_runs', 'ruvllm.loop_runs_id_seq', 'ruvllm.replay', 'ruvllm.replay_state',
+        'ruvllm.patterns', 'ruvllm.patterns_id_seq', 'ruvllm.retention',
+        'ruvllm_graph._label_id_seq',
+        'ruvllm_graph."Node"', 'ruvllm_graph."Node_id_seq"',
+        'ruvllm_graph."Cites"', 'ruvllm_graph."Cites_id_seq"',
+        'ruvllm_graph."Follows"', 'ruvllm_graph."Follows_id_seq"',
+        'ruvllm_graph."SameTopic"', 'ruvllm_graph."SameTopic_id_seq"',
+        'ruvllm_graph."AgentStep"', 'ruvllm_graph."AgentStep_id_seq"',
+        'ruvllm_graph."Derived"', 'ruvllm_graph."Derived_id_seq"']::regclass[] LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(t, '');
+    END LOOP;
+END
+$$;
+
+-- CREATE EXTENSION seeds a few rows (the bundled models, policy version 1, the replay counter)
+-- before a restore loads the dumped ones: a dumped row takes the seeded row's place instead of
+-- failing its table's whole COPY on the key.
+CREATE FUNCTION ruvllm._restored_row_replaces_seed() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'models' THEN
+        IF NEW.name IN ('smollm2-135m-instruct', 'gemma-3-270m') THEN
+            DELETE FROM ruvllm.models WHERE name = NEW.name;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'policies' THEN
+        -- Updated in place: later versions may already name version 1 as their parent.
+        IF NEW.version = 1 THEN
+            UPDATE ruvllm.policies
+               SET status = NEW.status, router = NEW.router, model_names = NEW.model_names,
+                   metrics = NEW.metrics, reason = NEW.reason, parent_version = NEW.parent_version,
+                   created_at = NEW.created_at, promoted_at = NEW.promoted_at
+             WHERE version = 1;
+            IF FOUND THEN
+                RETURN NULL;
+            END IF;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'replay_state' THEN
+        UPDATE ruvllm.replay_state SET seen = NEW.seen WHERE singleton;
+        IF FOUND THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ruvllm._restored_row_replaces_seed() IS
+    'Trigger function: a restored row of a bundled model, of policy version 1 or of the replay counter replaces the row CREATE EXTENSION seeded (internal).';
+CREATE TRIGGER restored_row_replaces_seed BEFORE INSERT ON ruvllm.models
+    FOR EACH ROW EXECUTE FUNCTION ruvllm._restored_row_replaces_seed();
+CREATE TRIGGER restored_row_replaces_seed BEFORE INSERT ON ruvllm.policies
+    FOR EACH ROW EXECUTE FUNCTION ruvllm._restored_row_replaces_seed();
+CREATE TRIGGER restored_row_replaces_seed BEFORE INSERT ON ruvllm.replay_state
+    FOR EACH ROW EXECUTE FUNCTION ruvllm._restored_row_replaces_seed();
+COMMENT ON TRIGGER restored_row_replaces_seed ON ruvllm.models IS
+    'A restored row of a bundled model replaces the one CREATE EXTENSION made.';
+COMMENT ON TRIGGER restored_row_replaces_seed ON ruvllm.policies IS
+    'A restored policy version 1 replaces the untrained one CREATE EXTENSION made.';
+COMMENT ON TRIGGER restored_row_replaces_seed ON ruvllm.replay_state IS
+    'A restored replay counter replaces the one CREATE EXTENSION made.';
+
+-- AGE registers its catalog tables for dumping, so a dump carries AGE's rows for ruvllm_graph
+-- too; at restore they would collide with the rows CREATE EXTENSION ruvllm has just made (and
+-- point at the old database's oids). These triggers drop exactly those rows; other graphs' rows
+-- are loaded as AGE would.
+CREATE FUNCTION ruvllm._skip_restored_graph_catalog() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'ag_graph' THEN
+        IF NEW.name = 'ruvllm_graph' AND EXISTS (SELECT FROM ag_catalog.ag_graph WHERE name = 'ruvllm_graph') THEN
+            RETURN NULL;
+        END IF;
+    ELSIF EXISTS (SELECT FROM ag_catalog.ag_label l JOIN ag_catalog.ag_graph g ON g.graphid = l.graph
+                   WHERE g.name = 'ruvllm_graph' AND l.relation = NEW.relation) THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ruvllm._skip_restored_graph_catalog() IS
+    'Trigger function: skips a restored AGE catalog row of ruvllm_graph that CREATE EXTENSION ruvllm already made (internal).';
+CREATE TRIGGER ruvllm_skip_restored_graph BEFORE INSERT ON ag_catalog.ag_graph
+    FOR EACH ROW EXECUTE FUNCTION ruvllm._skip_restored_graph_catalog();
+CREATE TRIGGER ruvllm_skip_restored_graph BEFORE INSERT ON ag_catalog.ag_label
+    FOR EACH ROW EXECUTE FUNCTION ruvllm._skip_restored_graph_catalog();
+COMMENT ON TRIGGER ruvllm_skip_restored_graph ON ag_catalog.ag_graph IS
+    'ruvllm: a restored ag_graph row of ruvllm_graph is skipped; CREATE EXTENSION ruvllm made the graph anew.';
+COMMENT ON TRIGGER ruvllm_skip_restored_graph ON ag_catalog.ag_label IS
+    'ruvllm: a restored ag_label row of ruvllm_graph is skipped; CREATE EXTENSION ruvllm made the labels anew.';
 
 ------------------------------------------------------------------------------------------------
 -- Row-level security and privileges

@@ -114,9 +114,17 @@ def test_witness_written_synchronously_when_async_is_off(db):
 
 
 def test_witness_is_partitioned_by_day(db):
-    parts = scalar(db, """SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                           WHERE i.inhparent = 'ruvllm.witness'::regclass AND c.relname LIKE 'witness_p%'""")
-    assert parts >= 8  # yesterday, today and 7 days ahead
+    daily = """SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                WHERE i.inhparent = 'ruvllm.witness'::regclass AND c.relname LIKE 'witness_p%'"""
+    # None at install (extension members would be left out of pg_dump); the writer's first batch
+    # makes yesterday, today and 7 days ahead.
+    assert scalar(db, daily) == 0
+    assert scalar(db, """SELECT ruvllm._witness_write(ARRAY[json_build_object(
+                             'request_id', gen_random_uuid(), 'tenant', '', 'query', 'q', 'explored', false,
+                             'cache_hit', false, 'created_at', now())::text])""") == 1
+    assert scalar(db, daily) >= 9
+    assert scalar(db, "SELECT tableoid::regclass::text FROM ruvllm.witness") != "ruvllm.witness_default"
+    db.execute("DELETE FROM ruvllm.witness")
     scalar(db, "SELECT ruvllm.witness_make_partitions(9)")
     # Every UTC day from yesterday to 9 days ahead has its partition (whatever day the template
     # database was made on).

@@ -22,7 +22,9 @@ members AS (
      WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid AND d.deptype = 'e'),
 rels AS (
     SELECT c.oid, c.oid::regclass::text AS name, c.relkind FROM pg_class c
-     WHERE c.relnamespace::regnamespace::text IN ('ruvllm', 'ruvllm_graph', 'ruvllm_archive'))
+     WHERE c.relnamespace::regnamespace::text IN ('ruvllm', 'ruvllm_graph', 'ruvllm_archive')
+       -- Daily witness partitions are data the writer makes, not part of the definition.
+       AND c.relname !~ '^witness_p[0-9]{8}')
 SELECT 'member ' || pg_describe_object(classid, objid, 0) FROM members
 UNION ALL
 SELECT format('function %s secdef=%s config=%s acl=%s comment=%s def=%s', p.oid::regprocedure, p.prosecdef,
