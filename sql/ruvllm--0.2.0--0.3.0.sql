@@ -279,3 +279,21 @@ REVOKE ALL ON FUNCTION ruvllm._witness_index_partition(regclass), ruvllm._restor
     ruvllm._skip_restored_graph_catalog() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ruvllm._witness_index_partition(regclass), ruvllm._restored_row_replaces_seed(),
     ruvllm._skip_restored_graph_catalog() TO ruvllm_admin;
+
+-- The tenant lookup answers only for roles the session may act as (issue: registry leaks).
+CREATE OR REPLACE FUNCTION ruvllm._tenant_lookup(role_name name, setting text, OUT bound text, OUT known boolean)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_has_role(session_user, role_name, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to look up the tenant of role "%"', role_name
+            USING ERRCODE = '42501', HINT = 'A session may look up only the roles it can act as.';
+    END IF;
+    SELECT r.tenant INTO bound FROM ruvllm.tenant_roles r WHERE r.role_name = _tenant_lookup.role_name;
+    known := setting = '' OR setting IS NOT DISTINCT FROM bound
+             OR (bound IS NULL AND EXISTS (SELECT FROM ruvllm.tenants t WHERE t.tenant = setting));
+END
+$$;
+COMMENT ON FUNCTION ruvllm._tenant_lookup(name, text) IS
+    'The tenant a role the session may act as is bound to (NULL: none), and whether a tenant name is registered, told only to unbound roles (internal; SECURITY DEFINER so tenants need not read the registry).';

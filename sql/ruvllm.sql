@@ -144,15 +144,25 @@ COMMENT ON COLUMN ruvllm.tenant_roles.tenant IS 'Its tenant.';
 
 -- The registry is not readable by tenants (it lists the others), so the lookup runs as the
 -- extension's owner; it is given the role to look up, because inside it current_user is the owner.
+-- It answers only for a role the session may act as, and tells a role bound to a tenant nothing
+-- of other tenant names (an unbound role may act as any registered tenant, so names are no secret
+-- to it).
 CREATE FUNCTION ruvllm._tenant_lookup(role_name name, setting text, OUT bound text, OUT known boolean)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT (SELECT r.tenant FROM ruvllm.tenant_roles r WHERE r.role_name = _tenant_lookup.role_name),
-       setting = '' OR EXISTS (SELECT FROM ruvllm.tenants t WHERE t.tenant = _tenant_lookup.setting)
+BEGIN
+    IF NOT pg_has_role(session_user, role_name, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to look up the tenant of role "%"', role_name
+            USING ERRCODE = '42501', HINT = 'A session may look up only the roles it can act as.';
+    END IF;
+    SELECT r.tenant INTO bound FROM ruvllm.tenant_roles r WHERE r.role_name = _tenant_lookup.role_name;
+    known := setting = '' OR setting IS NOT DISTINCT FROM bound
+             OR (bound IS NULL AND EXISTS (SELECT FROM ruvllm.tenants t WHERE t.tenant = setting));
+END
 $$;
 COMMENT ON FUNCTION ruvllm._tenant_lookup(name, text) IS
-    'The tenant a role is bound to (NULL: none) and whether a tenant name is registered (internal; SECURITY DEFINER so tenants need not read the registry).';
+    'The tenant a role the session may act as is bound to (NULL: none), and whether a tenant name is registered, told only to unbound roles (internal; SECURITY DEFINER so tenants need not read the registry).';
 
 CREATE FUNCTION public.ruvllm_current_tenant() RETURNS text
 LANGUAGE plpgsql STABLE
