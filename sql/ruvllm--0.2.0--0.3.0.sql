@@ -297,3 +297,7 @@ END
 $$;
 COMMENT ON FUNCTION ruvllm._tenant_lookup(name, text) IS
     'The tenant a role the session may act as is bound to (NULL: none), and whether a tenant name is registered, told only to unbound roles (internal; SECURITY DEFINER so tenants need not read the registry).';
+
+-- NaN passed cost_per_token >= 0 (PostgreSQL orders NaN above every number).
+ALTER TABLE ruvllm.models DROP CONSTRAINT models_cost_per_token_check,
+    ADD CONSTRAINT models_cost_per_token_check CHECK (cost_per_token >= 0 AND cost_per_token < 'Infinity');

@@ -492,7 +492,7 @@ CREATE TABLE ruvllm.models (
     quantization    text,
     n_ctx           integer NOT NULL DEFAULT 2048 CHECK (n_ctx BETWEEN 256 AND 131072),
     prompt_style    text NOT NULL CHECK (prompt_style IN ('chat', 'completion')),
-    cost_per_token  real NOT NULL DEFAULT 1.0 CHECK (cost_per_token >= 0),
+    cost_per_token  real NOT NULL DEFAULT 1.0 CHECK (cost_per_token >= 0 AND cost_per_token < 'Infinity'),
     enabled         boolean NOT NULL DEFAULT true,
     created_at      timestamptz NOT NULL DEFAULT now()
 );

@@ -1,17 +1,19 @@
 """The model pool: ruvllm.models rows turned into checked ModelSpecs for the generation backend."""
 import hashlib
+import math
 import os
 import re
 
-from . import errors
+from . import errors, gguf
 from .generation import DEFAULT_MODELS_DIR, ModelSpec
 from .sqlglue import setting
 
 PROMPT_STYLES = ("chat", "completion")
 GGUF_MAGIC = b"GGUF"
 
-# (path, size, mtime_ns) -> sha256: hashing a 250 MB file costs ~0.5 s, so a backend hashes each
-# file once, and again only if the file changes under it.
+# File identity -> sha256 and structure: hashing a 250 MB file costs ~0.5 s, so a backend checks
+# each file once, and again only if the file changes under it. The change time and inode are in
+# the key because size and mtime alone can be restored after a change (touch -m).
 _verified = {}
 
 
@@ -19,9 +21,13 @@ def resolve_path(path, models_dir):
     return path if os.path.isabs(path) else os.path.join(models_dir, path)
 
 
-def file_sha256(path):
+def _identity(path):
     st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns)
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def file_sha256(path):
+    key = ("sha256",) + _identity(path)
     digest = _verified.get(key)
     if digest is None:
         h = hashlib.sha256()
@@ -33,7 +39,20 @@ def file_sha256(path):
     return digest
 
 
+def check_structure(name, path):
+    key = ("gguf",) + _identity(path)
+    if key not in _verified:
+        try:
+            _verified[key] = gguf.check(path)
+        except gguf.GGUFError as e:
+            raise errors.invalid(f"model file for '{name}' is not a usable GGUF file: {e}",
+                                 detail=path, hint="Copy the model file again, or register another file.")
+    return _verified[key]
+
+
 def check_file(name, path, expected_sha256):
+    """The file exists, is GGUF, matches its checksum and is whole (its header and tensor data lie
+    inside it)."""
     if not os.path.isfile(path):
         raise errors.RuvllmError(
             "58P01", f"model file for '{name}' not found: {path}",
@@ -49,7 +68,22 @@ def check_file(name, path, expected_sha256):
             detail=f"{path}: sha256 {actual}, expected {expected_sha256}",
             hint="The file changed since it was registered. Reinstall it, or register it again if the "
                  "change is intended.")
+    check_structure(name, path)
     return actual
+
+
+def trial_load(name, path):
+    """Loads the file's vocabulary and hyperparameters with llama.cpp, as generation will (the
+    weights are checked by check_structure; loading them all here would cost a second or more)."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return
+    try:
+        llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+    except Exception as e:  # llama.cpp reports every failure as ValueError or RuntimeError
+        raise errors.invalid(f"llama.cpp cannot load the model file for '{name}': {e}", detail=path,
+                             hint="Register a GGUF model that llama.cpp can run.") from None
 
 
 def models_dir(plpy):
@@ -70,7 +104,11 @@ def register(plpy, *, name, path, prompt_style, sha256=None, tier=1, n_ctx=2048,
         raise errors.invalid("sha256 must be 64 lower-case hex digits")
     if not 256 <= (n_ctx or 0) <= 131072:
         raise errors.invalid(f"n_ctx must be between 256 and 131072, not {n_ctx}")
-    digest = check_file(name, resolve_path(path, models_dir(plpy)), sha256)
+    if cost_per_token is None or not math.isfinite(cost_per_token) or cost_per_token < 0:
+        raise errors.invalid(f"cost_per_token must be a finite number >= 0, not {cost_per_token}")
+    full_path = resolve_path(path, models_dir(plpy))
+    digest = check_file(name, full_path, sha256)
+    trial_load(name, full_path)
     plan = plpy.prepare("""
         INSERT INTO ruvllm.models (name, tier, path, sha256, quantization, n_ctx, prompt_style,
                                    cost_per_token, enabled)

@@ -1,5 +1,11 @@
 """Integrity of memory and audit, probed as the application roles that found the holes: what a
 tenant's role, an unbound application role and an analyst may not learn or change."""
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
 from psycopg import errors as pgerr
 
 from test_query import scalar
@@ -36,3 +42,51 @@ def test_the_tenant_lookup_answers_only_for_ones_own_role(db, pg):
     denied(app, "SELECT ruvllm_current_tenant()", code=pgerr.InvalidParameterValue)
     app.execute("SET ruvllm.tenant = 't_bob'")
     assert scalar(app, "SELECT ruvllm_current_tenant()") == "t_bob"
+
+
+def models_dir(db):
+    return scalar(db, "SELECT current_setting('ruvllm.models_dir')")
+
+
+def test_model_files_are_checked_whole_at_registration(db, tmp_path):
+    real = (Path(models_dir(db)) / "SmolLM2-135M-Instruct.Q4_1.gguf").read_bytes()
+    stub = tmp_path / "stub.gguf"
+    stub.write_bytes(b"GGUF")
+    absurd = tmp_path / "absurd.gguf"
+    absurd.write_bytes(real[:8] + struct.pack("<QQ", 2**60, 2**60) + real[24:1 << 20])
+    half = tmp_path / "half.gguf"
+    half.write_bytes(real[: len(real) // 2])
+    for path, why in ((stub, "fewer than a GGUF header"), (absurd, "cannot fit in a file"),
+                      (half, "cut short")):
+        with pytest.raises(pgerr.InvalidParameterValue) as e:
+            db.execute("SELECT ruvllm_register_model('broken', %s, 'chat')", (str(path),))
+        assert why in str(e.value) and "not a usable GGUF file" in str(e.value)
+    assert scalar(db, "SELECT count(*) FROM ruvllm.models WHERE name = 'broken'") == 0
+    for cost in ("NaN", "Infinity", "-1"):
+        with pytest.raises(pgerr.InvalidParameterValue):
+            db.execute("SELECT ruvllm_register_model('broken', 'SmolLM2-135M-Instruct.Q4_1.gguf', 'chat', "
+                       "cost_per_token => %s::real)", (cost,))
+    with pytest.raises(pgerr.CheckViolation):
+        db.execute("UPDATE ruvllm.models SET cost_per_token = 'NaN' WHERE name = 'gemma-3-270m'")
+
+
+def test_a_changed_model_file_is_caught_even_with_its_size_and_mtime_restored(db, tmp_path):
+    copy = tmp_path / "smol.gguf"
+    shutil.copyfile(Path(models_dir(db)) / "SmolLM2-135M-Instruct.Q4_1.gguf", copy)
+    db.execute("SELECT ruvllm_register_model('smol-copy', %s, 'chat', tier => 5)", (str(copy),))
+    assert scalar(db, "SELECT ruvllm_health()")["status"] == "healthy"  # this backend verified it
+    st = os.stat(copy)
+    with open(copy, "r+b") as f:  # one byte in the tensor data, same size
+        f.seek(st.st_size - 4096)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(copy).st_size == st.st_size and os.stat(copy).st_mtime_ns == st.st_mtime_ns
+    health = scalar(db, "SELECT ruvllm_health()")
+    assert health["status"] == "degraded"
+    assert any("smol-copy" in p and "checksum" in p for p in health["problems"]), health["problems"]
+    # Cut short after registration: health says so (the checksum differs first).
+    with open(copy, "r+b") as f:
+        f.truncate(st.st_size // 2)
+    assert any("smol-copy" in p for p in scalar(db, "SELECT ruvllm_health()")["problems"])
