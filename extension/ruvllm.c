@@ -230,8 +230,13 @@ _PG_init(void)
 							"Threads llama.cpp uses for one generation in a backend (0: one per core); applies to models loaded after it is set.",
 							"Backends generate side by side; llama.cpp's threads spin at barriers, so more threads than free cores slow every one down.",
 							&ruvllm_generation_threads, 1, 0, 256, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("ruvllm.guard_cypher_writes",
+							 "Refuse Cypher CREATE, SET, DELETE and MERGE for roles other than superusers and ruvllm_admin.",
+							 "AGE's Cypher executor ignores table privileges and row-level security; turn off only in a database whose other AGE graphs need Cypher writes by ordinary roles.",
+							 &ruvllm_guard_cypher_writes, true, PGC_SUSET, 0, NULL, NULL, NULL);
 	/* Settings under ruvllm.* are ours: a typo in postgresql.conf is reported, not ignored. */
 	MarkGUCPrefixReserved("ruvllm");
+	ruvllm_graph_guard_init();
 
 	/* Static workers can only be registered at server start; loaded later, ruvllm runs no loops. */
 	if (process_shared_preload_libraries_in_progress)

@@ -12,6 +12,10 @@ extern int	ruvllm_instant_interval;
 extern int	ruvllm_background_interval;
 extern int	ruvllm_deep_interval;
 
+/* Cypher writes refused for roles other than superusers and ruvllm_admin (graph_guard.c). */
+extern bool ruvllm_guard_cypher_writes;
+extern void ruvllm_graph_guard_init(void);
+
 /* Registers the launcher of the loop workers (worker.c); only from shared_preload_libraries. */
 extern void ruvllm_register_launcher(void);
 

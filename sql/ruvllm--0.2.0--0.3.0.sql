@@ -301,3 +301,42 @@ COMMENT ON FUNCTION ruvllm._tenant_lookup(name, text) IS
 -- NaN passed cost_per_token >= 0 (PostgreSQL orders NaN above every number).
 ALTER TABLE ruvllm.models DROP CONSTRAINT models_cost_per_token_check,
     ADD CONSTRAINT models_cost_per_token_check CHECK (cost_per_token >= 0 AND cost_per_token < 'Infinity');
+
+-- The graph has no tenant column and AGE's Cypher executor writes without checking privileges
+-- (SET, DELETE and MERGE changed other tenants' edges through cypher()), so users write the graph
+-- only with SQL (the library refuses their Cypher writes: extension/graph_guard.c), where these
+-- triggers hold every new edge to memory's row-level security: both ends must be nodes the
+-- inserting role can see. Roles that bypass row-level security (the
+-- owner: the worker, a restore) are not checked.
+CREATE FUNCTION ruvllm._edges_within_tenant() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF row_security_active('ruvllm.nodes') AND EXISTS (
+        SELECT FROM new_edges e
+         WHERE NOT EXISTS (SELECT FROM ruvllm.nodes n WHERE n.graph_id OPERATOR(ag_catalog.=) e.start_id)
+            OR NOT EXISTS (SELECT FROM ruvllm.nodes n WHERE n.graph_id OPERATOR(ag_catalog.=) e.end_id)) THEN
+        RAISE EXCEPTION 'permission denied: a new % edge joins a node this role cannot see', TG_TABLE_NAME
+            USING ERRCODE = '42501', HINT = 'Link memory nodes of your own tenant with ruvllm_link().';
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ruvllm._edges_within_tenant() IS
+    'Trigger function: refuses new graph edges whose ends are not memory nodes the inserting role can see (internal).';
+DO $$
+DECLARE
+    rel text;
+BEGIN
+    FOREACH rel IN ARRAY ARRAY['Cites', 'Follows', 'SameTopic', 'AgentStep', 'Derived'] LOOP
+        EXECUTE format('CREATE TRIGGER edges_within_tenant AFTER INSERT ON ruvllm_graph.%I
+                            REFERENCING NEW TABLE AS new_edges
+                            FOR EACH STATEMENT EXECUTE FUNCTION ruvllm._edges_within_tenant()', rel);
+        EXECUTE format('COMMENT ON TRIGGER edges_within_tenant ON ruvllm_graph.%I IS %L', rel,
+                       'New edges must join memory nodes the inserting role can see (row-level security of ruvllm.nodes).');
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ruvllm._edges_within_tenant() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ruvllm._edges_within_tenant() TO ruvllm_admin;

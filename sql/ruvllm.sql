@@ -1347,6 +1347,43 @@ $$;
 COMMENT ON FUNCTION public.ruvllm_apply_retention() IS
     'Applies ruvllm.retention now: makes the witness partitions of the next 7 days, drops or archives witness partitions past their keep period (whole days, in time independent of row count; without a witness setting, archives after ruvllm.witness_archive_after), deletes expired sessions, loop runs and cache entries. The deep loop runs it too.';
 
+-- The graph has no tenant column and AGE's Cypher executor writes without checking privileges
+-- (SET, DELETE and MERGE changed other tenants' edges through cypher()), so users write the graph
+-- only with SQL (the library refuses their Cypher writes: extension/graph_guard.c), where these
+-- triggers hold every new edge to memory's row-level security: both ends must be nodes the
+-- inserting role can see. Roles that bypass row-level security (the
+-- owner: the worker, a restore) are not checked.
+CREATE FUNCTION ruvllm._edges_within_tenant() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF row_security_active('ruvllm.nodes') AND EXISTS (
+        SELECT FROM new_edges e
+         WHERE NOT EXISTS (SELECT FROM ruvllm.nodes n WHERE n.graph_id OPERATOR(ag_catalog.=) e.start_id)
+            OR NOT EXISTS (SELECT FROM ruvllm.nodes n WHERE n.graph_id OPERATOR(ag_catalog.=) e.end_id)) THEN
+        RAISE EXCEPTION 'permission denied: a new % edge joins a node this role cannot see', TG_TABLE_NAME
+            USING ERRCODE = '42501', HINT = 'Link memory nodes of your own tenant with ruvllm_link().';
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ruvllm._edges_within_tenant() IS
+    'Trigger function: refuses new graph edges whose ends are not memory nodes the inserting role can see (internal).';
+DO $$
+DECLARE
+    rel text;
+BEGIN
+    FOREACH rel IN ARRAY ARRAY['Cites', 'Follows', 'SameTopic', 'AgentStep', 'Derived'] LOOP
+        EXECUTE format('CREATE TRIGGER edges_within_tenant AFTER INSERT ON ruvllm_graph.%I
+                            REFERENCING NEW TABLE AS new_edges
+                            FOR EACH STATEMENT EXECUTE FUNCTION ruvllm._edges_within_tenant()', rel);
+        EXECUTE format('COMMENT ON TRIGGER edges_within_tenant ON ruvllm_graph.%I IS %L', rel,
+                       'New edges must join memory nodes the inserting role can see (row-level security of ruvllm.nodes).');
+    END LOOP;
+END
+$$;
+
 ------------------------------------------------------------------------------------------------
 -- Backups: what pg_dump saves
 ------------------------------------------------------------------------------------------------

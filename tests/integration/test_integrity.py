@@ -90,3 +90,46 @@ def test_a_changed_model_file_is_caught_even_with_its_size_and_mtime_restored(db
     with open(copy, "r+b") as f:
         f.truncate(st.st_size // 2)
     assert any("smol-copy" in p for p in scalar(db, "SELECT ruvllm_health()")["problems"])
+
+
+def test_no_tenant_changes_the_graph_beyond_its_own_nodes(db, pg):
+    alice = login(db, pg, "alice", "ruvllm_user")
+    bob = login(db, pg, "bob", "ruvllm_user")
+    db.execute("SELECT ruvllm_create_tenant('t_alice', ARRAY[%s]::regrole[])", (alice.role,))
+    db.execute("SELECT ruvllm_create_tenant('t_bob', ARRAY[%s]::regrole[])", (bob.role,))
+    a1 = scalar(alice, "SELECT ruvllm_ingest('Alice keeps her release notes in the wiki.')")
+    a2 = scalar(alice, "SELECT ruvllm_ingest('Release notes list every change of a version.')")
+    b1 = scalar(bob, "SELECT ruvllm_ingest('Bob rotates the VPN keys every month.')")
+    b2 = scalar(bob, "SELECT ruvllm_ingest('VPN keys live in the vault.')")
+    edges = "SELECT count(*) FROM ruvllm_graph._ag_label_edge"
+    before = scalar(db, edges)
+    # Cypher writes are not theirs: AGE's executor would write past every privilege.
+    alice.execute("SET search_path = ag_catalog, public")
+    for write in ("MATCH (n) DETACH DELETE n", "MATCH ()-[r]->() SET r.weight = 0.0 RETURN r",
+                  "MATCH (a:Node), (b:Node) CREATE (a)-[:Cites {weight: 50.0}]->(b)"):
+        e = denied(alice, f"SELECT * FROM ag_catalog.cypher('ruvllm_graph', $$ {write} $$) AS (v ag_catalog.agtype)")
+        assert "reserved for ruvllm_admin" in str(e)
+    # Reading is theirs.
+    assert scalar(alice, "SELECT count(*) FROM ag_catalog.cypher('ruvllm_graph', $$ MATCH (n:Node) RETURN n $$)"
+                         " AS (n ag_catalog.agtype)") == 4
+    alice.execute("RESET search_path")
+    # With SQL, an edge to a node of another tenant is refused, whatever ids the role finds.
+    vertex = "SELECT graph_id::text FROM ruvllm.nodes WHERE id = %s"
+    b1_vertex = scalar(db, vertex, (str(b1),))
+    a1_vertex = scalar(db, vertex, (str(a1),))
+    e = denied(alice, """INSERT INTO ruvllm_graph."Cites" (start_id, end_id, properties)
+                         VALUES (%s::ag_catalog.graphid, %s::ag_catalog.graphid,
+                                 '{"weight": 50.0}'::ag_catalog.agtype)""", (a1_vertex, b1_vertex))
+    assert "joins a node this role cannot see" in str(e)
+    denied(alice, "SELECT ruvllm_link(%s, %s, 'Cites', 1.0)", (a1, b1), code=pgerr.NoDataFound)
+    for sql in ('DELETE FROM ruvllm_graph."SameTopic"', 'UPDATE ruvllm_graph."SameTopic" SET properties = properties'):
+        denied(alice, sql)
+    assert scalar(db, edges) == before
+    # Within its own tenant a role links as before.
+    alice.execute("SELECT ruvllm_link(%s, %s, 'Cites', 0.5)", (a1, a2))
+    bob.execute("SELECT ruvllm_link(%s, %s, 'Follows', 0.5)", (b1, b2))
+    assert scalar(db, edges) == before + 2
+    # The owner (the worker, a restore) is not held by row-level security.
+    db.execute("""INSERT INTO ruvllm_graph."Cites" (start_id, end_id, properties)
+                  VALUES (%s::ag_catalog.graphid, %s::ag_catalog.graphid, '{}'::ag_catalog.agtype)""",
+               (a1_vertex, b1_vertex))
