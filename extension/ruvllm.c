@@ -128,6 +128,12 @@ check_tenant(char **newval, void **extra, GucSource source)
 void
 _PG_init(void)
 {
+	/*
+	 * Who may change what: settings that change what is audited (witness_async), what a backend
+	 * may spend (threads, loaded models, question size) or what every tenant's router learns from
+	 * (exploration, the learning loops' knobs) are PGC_SUSET, which superusers and roles granted
+	 * SET on them (ruvllm_admin, by the install script) may change; the rest are each session's.
+	 */
 	DefineCustomIntVariable("ruvllm.ef_search",
 							"HNSW candidate list size for memory searches (hnsw.ef_search while ruvllm searches).",
 							"Higher finds more of the true nearest neighbours, slower.",
@@ -145,7 +151,7 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 	DefineCustomIntVariable("ruvllm.max_loaded_models",
 							"Most models one backend keeps loaded (least recently used is unloaded first).",
-							NULL, &ruvllm_max_loaded_models, 2, 1, 16, PGC_USERSET, 0,
+							NULL, &ruvllm_max_loaded_models, 2, 1, 16, PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("ruvllm.models_dir",
 							   "Directory that relative model paths in ruvllm.models are resolved against.",
@@ -157,7 +163,7 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 	DefineCustomIntVariable("ruvllm.max_query_tokens",
 							"Longest query ruvllm_query accepts, in embedding tokens.",
-							NULL, &ruvllm_max_query_tokens, 512, 8, 100000, PGC_USERSET, 0,
+							NULL, &ruvllm_max_query_tokens, 512, 8, 100000, PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ruvllm.query_k",
 							"Memory nodes ruvllm_query retrieves by similarity before graph expansion.",
@@ -173,38 +179,38 @@ _PG_init(void)
 	DefineCustomBoolVariable("ruvllm.witness_async",
 							 "Queue witness rows for the background writer, so they survive the caller's rollback and a failed call.",
 							 "Off: rows are written in the caller's transaction and roll back with it.",
-							 &ruvllm_witness_async, true, PGC_USERSET, 0, NULL, NULL, NULL);
+							 &ruvllm_witness_async, true, PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ruvllm.witness_writer_idle",
 							"Seconds a witness writer waits for rows before it exits and releases its connection.",
 							NULL, &ruvllm_witness_writer_idle, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomRealVariable("ruvllm.quality_threshold",
 							 "Judged quality at or above which an answer is written back to memory as a QAPair.",
-							 NULL, &ruvllm_quality_threshold, 0.75, 0.0, 1.0, PGC_USERSET, 0,
+							 NULL, &ruvllm_quality_threshold, 0.75, 0.0, 1.0, PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomIntVariable("ruvllm.replay_capacity",
 							"Samples the router's replay buffer keeps (reservoir sampling over all requests).",
-							NULL, &ruvllm_replay_capacity, 10000, 100, 10000000, PGC_USERSET, 0,
+							NULL, &ruvllm_replay_capacity, 10000, 100, 10000000, PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomRealVariable("ruvllm.explore_rate",
 							 "Share of requests routed to a random enabled model instead of the router's choice, so the router keeps seeing every model.",
-							 NULL, &ruvllm_explore_rate, 0.05, 0.0, 1.0, PGC_USERSET, 0,
+							 NULL, &ruvllm_explore_rate, 0.05, 0.0, 1.0, PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomRealVariable("ruvllm.utility_lambda",
 							 "Utility cost of one second of latency in router training: U = quality - lambda * seconds - mu * cost.",
-							 NULL, &ruvllm_utility_lambda, 0.05, 0.0, 100.0, PGC_USERSET, 0,
+							 NULL, &ruvllm_utility_lambda, 0.05, 0.0, 100.0, PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomRealVariable("ruvllm.utility_mu",
 							 "Utility cost of one unit of model cost (cost_per_token x tokens / 1000) in router training.",
-							 NULL, &ruvllm_utility_mu, 0.01, 0.0, 100.0, PGC_USERSET, 0,
+							 NULL, &ruvllm_utility_mu, 0.01, 0.0, 100.0, PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomIntVariable("ruvllm.judge_max_per_run",
 							"Most answers one run of the instant loop judges.",
-							NULL, &ruvllm_judge_max_per_run, 20, 1, 10000, PGC_USERSET, 0,
+							NULL, &ruvllm_judge_max_per_run, 20, 1, 10000, PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ruvllm.witness_archive_after",
 							"Age after which retention archives whole days of the witness log, unless ruvllm_set_retention set the witness's keep period.",
-							"Expired daily partitions move to schema ruvllm_archive; rows of days without a partition to ruvllm.witness_archive.", &ruvllm_witness_archive_after, 30 * 86400, 3600, INT_MAX, PGC_USERSET,
+							"Expired daily partitions move to schema ruvllm_archive; rows of days without a partition to ruvllm.witness_archive.", &ruvllm_witness_archive_after, 30 * 86400, 3600, INT_MAX, PGC_SUSET,
 							GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomStringVariable("ruvllm.databases",
 							   "Databases in which the ruvllm background worker runs the learning loops (comma-separated).",
@@ -229,7 +235,7 @@ _PG_init(void)
 	DefineCustomIntVariable("ruvllm.generation_threads",
 							"Threads llama.cpp uses for one generation in a backend (0: one per core); applies to models loaded after it is set.",
 							"Backends generate side by side; llama.cpp's threads spin at barriers, so more threads than free cores slow every one down.",
-							&ruvllm_generation_threads, 1, 0, 256, PGC_USERSET, 0, NULL, NULL, NULL);
+							&ruvllm_generation_threads, 1, 0, 256, PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomBoolVariable("ruvllm.guard_cypher_writes",
 							 "Refuse Cypher CREATE, SET, DELETE and MERGE for roles other than superusers and ruvllm_admin.",
 							 "AGE's Cypher executor ignores table privileges and row-level security; turn off only in a database whose other AGE graphs need Cypher writes by ordinary roles.",

@@ -133,3 +133,20 @@ def test_no_tenant_changes_the_graph_beyond_its_own_nodes(db, pg):
     db.execute("""INSERT INTO ruvllm_graph."Cites" (start_id, end_id, properties)
                   VALUES (%s::ag_catalog.graphid, %s::ag_catalog.graphid, '{}'::ag_catalog.agtype)""",
                (a1_vertex, b1_vertex))
+
+
+ADMIN_ONLY = ["witness_async = off", "generation_threads = 256", "max_query_tokens = 100000",
+              "max_loaded_models = 16", "explore_rate = 1", "quality_threshold = 0", "replay_capacity = 100",
+              "utility_lambda = 0", "utility_mu = 0", "judge_max_per_run = 10000",
+              "witness_archive_after = '1d'", "guard_cypher_writes = off", "models_dir = '/tmp'",
+              "pii_mask = 'none'"]
+
+
+def test_settings_that_change_audit_or_resources_are_the_admins(db, pg):
+    alice = login(db, pg, "alice", "ruvllm_user")
+    adam = login(db, pg, "adam", "ruvllm_admin")
+    for setting in ADMIN_ONLY:
+        denied(alice, f"SET ruvllm.{setting}")
+        adam.execute(f"SET ruvllm.{setting}")
+    for setting in ("query_k = 4", "ef_search = 128", "cache_similarity = 0.9", "confidence_threshold = 0.5"):
+        alice.execute(f"SET ruvllm.{setting}")

@@ -62,8 +62,14 @@ def test_a_user_queries_gives_feedback_and_searches_and_nothing_more(db, pg):
     assert scalar(alice, "SELECT count(*) FROM ruvllm_search('witness log', 3)") >= 3
     assert scalar(alice, "SELECT ruvllm_witness_flush(10000)")
     assert scalar(alice, "SELECT count(*) FROM ruvllm_witness_search('rotate the witness log', 3)") == 1
-    # The synchronous witness path writes as the caller, through row-level security.
-    alice.execute("SET ruvllm.witness_async = off")
+    # The synchronous witness path writes as the caller, through row-level security; only an
+    # admin may choose it (it changes what a rolled-back call leaves in the audit log).
+    denied(alice, "SET ruvllm.witness_async = off")
+    db.execute(f'ALTER ROLE "{alice.role}" SET ruvllm.witness_async = off')
+    role = alice.role
+    alice = psycopg.connect(host=pg.host, port=pg.port, user=role, dbname=db.info.dbname, autocommit=True)
+    alice.role = role
+    assert scalar(alice, "SHOW ruvllm.witness_async") == "off"
     sync = ask(alice, "What does VACUUM do?", constraints={"max_tokens": 8})
     assert scalar(db, "SELECT count(*) FROM ruvllm.witness WHERE request_id = %s", (sync["request_id"],)) == 1
     # A correction goes into memory with Derived edges: the user adds to the graph.
