@@ -1,7 +1,7 @@
 """Errors that carry a PostgreSQL SQLSTATE.
 
 The package never imports plpy: code raises RuvllmError, and the SQL glue turns it into
-plpy.error(..., sqlstate=..., hint=...) so the client sees a proper SQLSTATE and hint.
+an error PL/Python reports with its SQLSTATE, detail and hint (sqlglue.sql_error).
 """
 
 

@@ -50,16 +50,16 @@ def check_rel(rel):
     return rel
 
 
-def check_content(content, what="content"):
+def check_content(content, what="content", limit=MAX_CONTENT_CHARS,
+                  hint="Split the document before ingesting it."):
     if content is None:
         raise errors.RuvllmError(errors.NULL_VALUE_NOT_ALLOWED, f"{what} must not be NULL")
     if not content.strip():
         raise errors.invalid(f"{what} must not be empty")
-    if len(content) > MAX_CONTENT_CHARS:
+    if len(content) > limit:
         raise errors.RuvllmError(
             errors.STRING_DATA_RIGHT_TRUNCATION,
-            f"{what} is {len(content)} characters, over the limit of {MAX_CONTENT_CHARS}",
-            hint="Split the document before ingesting it.")
+            f"{what} is {len(content)} characters, over the limit of {limit}", hint=hint)
     return content
 
 
@@ -76,9 +76,16 @@ def check_metadata(metadata):
     return metadata
 
 
+MAX_EDGE_WEIGHT = 1000.0
+
+
 def check_weight(weight):
     if weight is None or not math.isfinite(weight) or weight < 0:
         raise errors.invalid(f"weight must be a finite number >= 0, not {weight}")
+    if weight > MAX_EDGE_WEIGHT:
+        raise errors.RuvllmError(errors.NUMERIC_VALUE_OUT_OF_RANGE,
+                                 f"weight {weight} is over the limit of {MAX_EDGE_WEIGHT:g}",
+                                 hint="Edge weights are relative strengths; similarity edges weigh 0..1.")
     return float(weight)
 
 
@@ -352,5 +359,8 @@ def touch_accessed(plpy, ids):
 
 def search(plpy, query, k=10, hops=2):
     check_search_args(k, hops)
-    vec, _count, _truncated = embedding.embed_one(check_content(query, "query"))
+    query = check_content(query, "query", embedding.MAX_INPUT_CHARS,
+                          "A search question is embedded whole, and the model reads only its first "
+                          f"{embedding.MAX_TOKENS} tokens: ask a shorter question.")
+    vec, _count, _truncated = embedding.embed_one(query)
     return search_vector(plpy, vec, k, hops)

@@ -7,7 +7,29 @@ def call(plpy, func, *args, **kwargs):
     try:
         return func(*args, **kwargs)
     except RuvllmError as e:
-        plpy.error(e.message, detail=e.detail, hint=e.hint, sqlstate=e.sqlstate)
+        raise sql_error(plpy, e) from None
+    except OverflowError as e:  # a number past what float or int can hold, e.g. 1e400
+        raise sql_error(plpy, RuvllmError("22003", f"numeric value out of range: {e}")) from None
+
+
+_error_class = {}
+
+
+def sql_error(plpy, e):
+    """The exception PL/Python turns into the client's error. PL/Python writes an error as
+    'TypeName: message' and takes SQLSTATE, detail and hint from the attributes of a plpy.Error;
+    plpy.error() itself would name it 'plpy.Error' and write 'DETAIL: None' for an absent detail.
+    So: a plpy.Error subclass named 'ruvllm', with only the attributes that have values."""
+    cls = _error_class.get(plpy.Error)
+    if cls is None:
+        cls = _error_class[plpy.Error] = type("ruvllm", (plpy.Error,), {"__module__": "builtins"})
+    err = cls(e.message)
+    err.sqlstate = e.sqlstate
+    if e.detail is not None:
+        err.detail = e.detail
+    if e.hint is not None:
+        err.hint = e.hint
+    return err
 
 
 def setting(plpy, name, default=None):

@@ -150,3 +150,22 @@ def test_settings_that_change_audit_or_resources_are_the_admins(db, pg):
         adam.execute(f"SET ruvllm.{setting}")
     for setting in ("query_k = 4", "ef_search = 128", "cache_similarity = 0.9", "confidence_threshold = 0.5"):
         alice.execute(f"SET ruvllm.{setting}")
+
+
+def test_errors_read_cleanly_with_their_sqlstates(db):
+    with pytest.raises(pgerr.UndefinedObject) as e:
+        db.execute("""SELECT ruvllm_query('hi', NULL, '{"model": "nope"}')""")
+    diag = e.value.diag
+    assert diag.message_primary.startswith("ruvllm: unknown model 'nope'")
+    assert diag.message_detail is None and diag.message_hint.startswith("Known models:")
+    assert "plpy" not in diag.message_primary and "None" not in str(e.value).split("CONTEXT")[0]
+    with pytest.raises(pgerr.NumericValueOutOfRange):
+        db.execute("""SELECT ruvllm_query('hi', NULL, '{"max_tokens": 1e400}')""")
+    a = scalar(db, "SELECT ruvllm_ingest('Edges weigh little.')")
+    b = scalar(db, "SELECT ruvllm_ingest('Weights are relative strengths.')")
+    with pytest.raises(pgerr.NumericValueOutOfRange) as e:
+        db.execute("SELECT ruvllm_link(%s, %s, 'Cites', 3e38)", (a, b))
+    assert "weight" in e.value.diag.message_primary
+    with pytest.raises(pgerr.StringDataRightTruncation) as e:
+        db.execute("SELECT * FROM ruvllm_search(repeat('x', 10000000))")
+    assert "100000" in e.value.diag.message_primary and "shorter question" in e.value.diag.message_hint

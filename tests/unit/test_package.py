@@ -19,24 +19,26 @@ class FakeError(Exception):
     pass
 
 
-class RecordingPlpy:
-    """Stands in for plpy's error() only: records what the glue would report."""
-
-    def error(self, message, detail=None, hint=None, sqlstate=None):
-        self.reported = dict(message=message, detail=detail, hint=hint, sqlstate=sqlstate)
-        raise FakeError(message)
+class StandInPlpy:
+    """Stands in for plpy's Error class only: the glue raises a subclass of it."""
+    Error = FakeError
 
 
 def test_glue_reports_sqlstate_and_hint():
-    plpy = RecordingPlpy()
+    plpy = StandInPlpy()
 
     def fail():
         raise errors.RuvllmError("22023", "k must be between 1 and 1000", hint="use 10")
 
-    with pytest.raises(FakeError):
+    with pytest.raises(FakeError) as e:
         sqlglue.call(plpy, fail)
-    assert plpy.reported == dict(message="k must be between 1 and 1000", detail=None,
-                                 hint="use 10", sqlstate="22023")
+    # PL/Python writes 'ruvllm: k must be ...', with the SQLSTATE and hint, and no empty detail.
+    assert type(e.value).__name__ == "ruvllm" and type(e.value).__module__ == "builtins"
+    assert (str(e.value), e.value.sqlstate, e.value.hint) == ("k must be between 1 and 1000", "22023", "use 10")
+    assert not hasattr(e.value, "detail")
+    with pytest.raises(FakeError) as e:
+        sqlglue.call(plpy, lambda: int(float("1e400")))
+    assert e.value.sqlstate == "22003"
     assert sqlglue.call(plpy, lambda x: x + 1, 41) == 42
 
 
