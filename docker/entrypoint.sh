@@ -18,6 +18,8 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     cat >>"$PGDATA/postgresql.conf" <<CONF
 listen_addresses = '*'
 shared_preload_libraries = 'age,ruvllm'
+# The background worker runs the learning loops in this database (RUVLLM_LOOPS=off: none).
+ruvllm.databases = '$( [ "${RUVLLM_LOOPS:-on}" = off ] || echo "$db" )'
 shared_buffers = '${RUVLLM_SHARED_BUFFERS:-1GB}'
 maintenance_work_mem = '512MB'
 CONF

@@ -39,6 +39,8 @@ listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '/var/run/postgresql'
 shared_preload_libraries = 'age,ruvllm'
+# The background worker runs the learning loops in the demo database (RUVLLM_LOOPS=off: none).
+ruvllm.databases = '$( [ "${RUVLLM_LOOPS:-on}" = off ] || echo "$db" )'
 # Sized for the HNSW index of 100K 384-d memories (~200 MB) to stay in shared memory.
 shared_buffers = '2GB'
 effective_cache_size = '8GB'

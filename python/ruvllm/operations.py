@@ -51,6 +51,11 @@ def health(plpy):
                         "database_listed": listed}
     if listed and not workers["worker"]:
         problems.append(("degraded", "the background worker for this database is not running"))
+    warnings = []
+    if not listed:
+        warnings.append("no background worker runs the learning loops here: nothing is judged or learned "
+                        "until the database is in ruvllm.databases (ALTER SYSTEM SET ruvllm.databases = ...; "
+                        "SELECT pg_reload_conf()) or ruvllm_run_loop() is called")
     last = plpy.execute("""SELECT loop, max(finished_at)::text AS at,
                                   bool_or(status = 'error') FILTER (WHERE finished_at > now() - interval '1 hour') AS recent_error
                              FROM ruvllm.loop_runs GROUP BY loop""")
@@ -61,6 +66,7 @@ def health(plpy):
     levels = [lvl for lvl, _ in problems]
     checks["status"] = "critical" if "critical" in levels else "degraded" if levels else "healthy"
     checks["problems"] = [msg for _, msg in problems]
+    checks["warnings"] = warnings
     return checks
 
 

@@ -169,3 +169,10 @@ def test_errors_read_cleanly_with_their_sqlstates(db):
     with pytest.raises(pgerr.StringDataRightTruncation) as e:
         db.execute("SELECT * FROM ruvllm_search(repeat('x', 10000000))")
     assert "100000" in e.value.diag.message_primary and "shorter question" in e.value.diag.message_hint
+
+
+def test_health_warns_when_no_worker_runs_the_loops_here(db):
+    assert scalar(db, "SELECT current_setting('ruvllm.databases')") == ""
+    health = scalar(db, "SELECT ruvllm_health()")
+    assert any("no background worker runs the learning loops" in w for w in health["warnings"])
+    assert health["status"] == "healthy"  # a warning, not a problem
