@@ -140,8 +140,8 @@ CREATE INDEX ON bench.random_nodes (tenant);
 CREATE FUNCTION bench.search_vector(q text, k int, hops int) RETURNS int
 LANGUAGE plpython3u SET search_path = pg_catalog, pg_temp AS $$
 if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
-from ruvllm import memory
-return len(memory.search_vector(plpy, memory.parse_vector(q), k, hops))
+from ruvllm import memory, sqlglue
+return len(memory.search_vector(plpy, sqlglue.parse_vector(q), k, hops))
 $$;
 """
 

@@ -10,8 +10,7 @@ import hashlib
 import json
 import re
 
-from .memory import vector_literal
-from .sqlglue import planner
+from .sqlglue import planner, vector_literal
 
 _plan = planner()
 _SPACE = re.compile(r"\s+")

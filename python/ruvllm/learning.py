@@ -29,10 +29,9 @@ import random
 
 import numpy as np
 
-from . import embedding, errors, generation, judge, memory, models, patterns, policy, training
-from .memory import parse_vector, vector_literal
+from . import embedding, errors, generation, judge, memory, models, patterns, policy, tenancy, training
 from .router import CONTEXT_BINS
-from .sqlglue import planner, setting
+from .sqlglue import parse_vector, planner, setting, vector_literal
 
 EDGE_STEP = 0.05
 EDGE_MIN, EDGE_MAX = 0.01, 10.0
@@ -226,8 +225,7 @@ def _offer_replay(plpy, rng, capacity, row, quality, latency_s, cost, oracle=Non
 
 def _write_back(plpy, row, quality, ctx_ids):
     # The QAPair belongs to the asker's tenant, whoever runs the loop.
-    plpy.execute(_plan(plpy, "tenant", "SELECT pg_catalog.set_config('ruvllm.tenant', $1, true)",
-                       ["text"]), [row["tenant"] or ""])
+    tenancy.act_as(plpy, row["tenant"])
     content = f"Question: {row['query']}\nAnswer: {row['response']}"
     node = memory.ingest_many(plpy, [(content, "QAPair", f"request:{row['request_id']}",
                                       {"confidence": round(float(quality), 4), "tags": ["writeback"],

@@ -7,10 +7,8 @@ same data users query with Cypher, at a fraction of the cost of Cypher's variabl
 import json
 import math
 
-import numpy as np
-
-from . import embedding, errors, textutil
-from .sqlglue import planner
+from . import embedding, errors, tenancy, textutil
+from .sqlglue import planner, read_only, setting, vector_literal
 
 NODE_TYPES = ("Query", "Document", "AgentStep", "Fact", "QAPair", "Concept")
 RELS = ("Cites", "Follows", "SameTopic", "AgentStep", "Derived")
@@ -25,14 +23,6 @@ _METADATA_TYPES = {
     "version": (int,),
     "confidence": (int, float),
 }
-
-
-def vector_literal(v):
-    return "[" + ",".join("%.7g" % x for x in v) + "]"
-
-
-def parse_vector(text):
-    return np.array(json.loads(text), dtype=np.float32)
 
 
 # --- validation (pure) ------------------------------------------------------------------------
@@ -94,18 +84,6 @@ def check_weight(weight):
 _plan = planner()
 
 
-def _setting(plpy, name, cast=str):
-    rows = plpy.execute(_plan(plpy, "setting", "SELECT pg_catalog.current_setting($1, true) AS v",
-                              ["text"]), [name])
-    return cast(rows[0]["v"])
-
-
-def current_tenant(plpy):
-    """The session's tenant as row-level security sees it: a role bound to a tenant acts as it,
-    others as the registered tenant ruvllm.tenant names (errors for an unknown one)."""
-    return plpy.execute(_plan(plpy, "tenant", "SELECT public.ruvllm_current_tenant() AS t", []))[0]["t"] or ""
-
-
 _EDGE_INSERT = {
     rel: f"""
         INSERT INTO ruvllm_graph."{rel}" (start_id, end_id, properties)
@@ -146,9 +124,9 @@ def ingest_many(plpy, docs, notice=None):
                         source, check_metadata(metadata)))
     if not checked:
         return []
-    tenant = current_tenant(plpy)
-    dedup_similarity = _setting(plpy, "ruvllm.dedup_similarity", float)
-    same_topic = _setting(plpy, "ruvllm.same_topic_threshold", float)
+    tenant = tenancy.current(plpy)
+    dedup_similarity = float(setting(plpy, "ruvllm.dedup_similarity"))
+    same_topic = float(setting(plpy, "ruvllm.same_topic_threshold"))
 
     chunks = []  # (doc index, text)
     for i, (content, *_rest) in enumerate(checked):
@@ -282,9 +260,9 @@ def check_search_args(k, hops):
 def search_vector(plpy, query_vec, k=10, hops=2, tenant=None):
     """Rows: the k nearest nodes (hop 0), then their neighbours up to `hops` edges away."""
     check_search_args(k, hops)
-    tenant = current_tenant(plpy) if tenant is None else tenant
+    tenant = tenancy.current(plpy) if tenant is None else tenant
     literal = vector_literal(query_vec)
-    ef = _setting(plpy, "ruvllm.ef_search", int)
+    ef = int(setting(plpy, "ruvllm.ef_search"))
     # Local to the transaction; pgvector 0.8's iterative scan keeps k rows under the tenant filter.
     plpy.execute(_plan(plpy, "ef", """
         SELECT pg_catalog.set_config('hnsw.ef_search', $1, true),
@@ -347,7 +325,7 @@ def touch_accessed(plpy, ids):
     """Record when nodes were last served; skipped where the transaction cannot write (a standby)."""
     if not ids:
         return
-    if _setting(plpy, "transaction_read_only") == "on":
+    if read_only(plpy):
         return
     # Not an UPDATE of ruvllm.nodes: that re-inserts the row into the HNSW index (see the table).
     plpy.execute(_plan(plpy, "touch", """

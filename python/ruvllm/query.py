@@ -15,8 +15,8 @@ import uuid
 import numpy as np
 
 from . import attention, cache, embedding, errors, features, generation, judge, memory, models, pii, policy
-from . import sessions, witness
-from .sqlglue import planner, seconds, setting
+from . import sessions, tenancy, witness
+from .sqlglue import planner, read_only, seconds, setting, vector_from_send
 
 CONSTRAINT_KEYS = ("max_tokens", "temperature", "top_p", "max_latency_ms", "model")
 DEFAULT_MAX_TOKENS = 96
@@ -146,8 +146,7 @@ def _pattern_centroids(plpy):
         rows = plpy.execute(_plan(plpy, "bank", """
             SELECT public.vector_send(centroid) AS v FROM ruvllm.patterns
              WHERE bank_version = $1 ORDER BY id""", ["int"]), [version]) if version else []
-        _bank["centroids"] = np.stack([np.frombuffer(bytes(r["v"])[4:], dtype=">f4").astype(np.float32)
-                                       for r in rows]) if rows else None
+        _bank["centroids"] = np.stack([vector_from_send(r["v"]) for r in rows]) if rows else None
         _bank["version"] = version
     return _bank["centroids"]
 
@@ -167,9 +166,8 @@ def _node_vectors(plpy, ids):
                extract(epoch FROM pg_catalog.now() - created_at)::float8 AS age
           FROM ruvllm.nodes WHERE id = ANY($1::uuid[])""", ["text[]"]), [[str(i) for i in ids]])
     by_id = {str(r["id"]): r for r in rows}
-    # vector_send: int16 dim, int16 unused, then big-endian float4s.
-    vecs = np.stack([np.frombuffer(bytes(by_id[str(i)]["v"])[4:], dtype=">f4") for i in ids])
-    return vecs.astype(np.float32), [by_id[str(i)]["age"] for i in ids]
+    vecs = np.stack([vector_from_send(by_id[str(i)]["v"]) for i in ids])
+    return vecs, [by_id[str(i)]["age"] for i in ids]
 
 
 def _settings(plpy):
@@ -256,7 +254,7 @@ def run(plpy, query, session_id=None, constraints=None, backend=None):
     tenant = ""
     mask = None
     try:
-        tenant = memory.current_tenant(plpy)
+        tenant = tenancy.current(plpy)
         trace["tenant"] = tenant
         mask = storage_mask(plpy)
         response = _run(plpy, query, session_id, constraints, backend, clock, request_id, trace, tenant,
@@ -408,7 +406,7 @@ def _serve_hit(plpy, hit, request_id, trace, clock, session, session_id, tenant,
                  policy_version=routing["policy_version"], model_probs=routing["model_probs"],
                  explored=bool(routing.get("explored")), confidence=hit["confidence"], response=hit["text"],
                  context_node_ids=[s["id"] for s in hit["sources"]])
-    if _setting_on(plpy, "transaction_read_only") is False:
+    if not read_only(plpy):
         cache.count_hit(plpy, hit["cache_id"])
     if session_id and vec is not None:
         sessions.save(plpy, tenant, session_id, session, query, hit["text"], None,
@@ -420,10 +418,6 @@ def _serve_hit(plpy, hit, request_id, trace, clock, session, session_id, tenant,
             "session_turn": None if not session_id else (session["turn_count"] if session else 0) + 1}
 
 
-def _setting_on(plpy, name):
-    return setting(plpy, name, "off") == "on"
-
-
 # --- ruvllm_route ---------------------------------------------------------------------------------
 
 def route(plpy, query):
@@ -432,7 +426,7 @@ def route(plpy, query):
     cfg = _settings(plpy)
     pool = models.Pool.load(plpy)
     vec, token_count, _ = embedding.embed_one(query)
-    rows = memory.search_vector(plpy, vec, cfg["k"], QUERY_HOPS, memory.current_tenant(plpy))
+    rows = memory.search_vector(plpy, vec, cfg["k"], QUERY_HOPS, tenancy.current(plpy))
     node_vecs, _ages = _node_vectors(plpy, [r["id"] for r in rows])
     routing, x, _h = route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg, {},
                                    explore=False)
@@ -453,7 +447,7 @@ def feedback(plpy, request_id, rating, correction=None, wait_s=3.0):
                                  f"rating must be between 1 and 5, not {rating}")
     if correction is not None:
         memory.check_content(correction, "correction")
-    tenant = memory.current_tenant(plpy)
+    tenant = tenancy.current(plpy)
     find = _plan(plpy, "find", """
         SELECT created_at, query, context_node_ids::text[] AS ctx, judge_score, groundedness,
                relevance FROM ruvllm.witness

@@ -8,8 +8,7 @@ import json
 import numpy as np
 
 from . import errors
-from .memory import parse_vector, vector_literal
-from .sqlglue import planner
+from .sqlglue import parse_vector, planner, vector_literal
 
 MAX_SESSION_ID = 200
 HISTORY_TURNS = 8        # kept in the table

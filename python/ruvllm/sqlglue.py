@@ -1,4 +1,9 @@
-"""Helpers for the PL/Python glue: turning package errors into PostgreSQL errors."""
+"""Helpers for the PL/Python glue: PostgreSQL errors, prepared plans, settings, and the encodings
+vectors travel in between numpy and pgvector."""
+import json
+
+import numpy as np
+
 from .errors import RuvllmError
 
 
@@ -39,6 +44,11 @@ def setting(plpy, name, default=None):
     return default if value in (None, "") else value
 
 
+def read_only(plpy):
+    """Whether this transaction cannot write (a standby, or SET TRANSACTION READ ONLY)."""
+    return setting(plpy, "transaction_read_only", "off") == "on"
+
+
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "min": 60, "h": 3600, "d": 86400}
 
 
@@ -66,3 +76,21 @@ _plan = planner()
 
 def _SETTING_PLAN(plpy):
     return _plan(plpy, "setting", "SELECT pg_catalog.current_setting($1, true) AS v", ["text"])
+
+
+# --- vectors ------------------------------------------------------------------------------------
+
+def vector_literal(v):
+    """A vector as pgvector's text input ('[0.5,-0.25]'), for a $n::public.vector parameter."""
+    return "[" + ",".join("%.7g" % x for x in v) + "]"
+
+
+def parse_vector(text):
+    """pgvector's text output (a vector column cast to text) as a float32 array."""
+    return np.array(json.loads(text), dtype=np.float32)
+
+
+def vector_from_send(blob):
+    """public.vector_send()'s binary form as a float32 array: no text parsing for many vectors."""
+    # int16 dim, int16 unused, then big-endian float4s.
+    return np.frombuffer(bytes(blob)[4:], dtype=">f4").astype(np.float32)

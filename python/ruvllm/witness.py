@@ -9,8 +9,7 @@ transaction: then it rolls back with the caller.
 import datetime
 import json
 
-from .memory import vector_literal
-from .sqlglue import planner
+from .sqlglue import planner, vector_literal
 
 COLUMNS = (
     "request_id", "session_id", "tenant", "query", "query_embedding", "model", "context_size",

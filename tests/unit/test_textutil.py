@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ruvllm import errors, memory, textutil
+from ruvllm import errors, memory, sqlglue, textutil
 
 
 def test_short_text_is_one_chunk():
@@ -64,4 +64,4 @@ def test_metadata_checks():
 
 def test_vector_literal_round_trip():
     v = np.array([0.5, -0.25, 1e-8], dtype=np.float32)
-    assert memory.parse_vector(memory.vector_literal(v)) == pytest.approx(v)
+    assert sqlglue.parse_vector(sqlglue.vector_literal(v)) == pytest.approx(v)
