@@ -195,7 +195,7 @@ LOAD_NODES_SQL = """
                               graph_id, minhash_bands)
     SELECT id, embedding, content, 'Document', 'bench/query:synthetic', '', '{"version": 1}', gid, '{}'
       FROM input"""
-# memory.insert_edges's statement, from a staging table.
+# graph.insert_edges's statement, from a staging table.
 LOAD_EDGES_SQL = """
     INSERT INTO ruvllm_graph."SameTopic" (start_id, end_id, properties)
     SELECT s.graph_id, d.graph_id,

@@ -138,7 +138,7 @@ QUERY_TYPES = ("question", "instruction", "code", "other")
 N_COMPONENTS = 8
 N_MODEL_SLOTS = 8
 MAX_HOP = 3
-# Copies of memory.NODE_TYPES / memory.RELS, frozen here: a trained router's weights are tied to
+# Copies of memory.NODE_TYPES / graph.RELS, frozen here: a trained router's weights are tied to
 # these dims, so a type added to memory must not shift them (it gets a new dim or no share).
 NODE_TYPES = ("Query", "Document", "AgentStep", "Fact", "QAPair", "Concept")
 RELS = ("Cites", "Follows", "SameTopic", "AgentStep", "Derived")

@@ -29,7 +29,8 @@ import random
 
 import numpy as np
 
-from . import embedding, errors, generation, judge, memory, models, patterns, policy, tenancy, training
+from . import embedding, errors, generation, graph, judge, memory, models, patterns, policy, tenancy
+from . import training
 from .router import CONTEXT_BINS
 from .sqlglue import parse_vector, planner, setting, vector_literal
 
@@ -46,7 +47,6 @@ TRAIN_EPOCHS, TRAIN_LR = 10, 3e-3
 PATTERN_WINDOW_DAYS = 7
 MAX_PATTERN_QUERIES = 5000
 MAX_COMPRESS_NODES = 500
-RELS = memory.RELS
 
 _plan = planner()
 
@@ -173,7 +173,8 @@ def instant_loop(plpy):
         stats["judged"] += 1
         gids = [c["gid"] for c in ctx]
         if len(gids) > 1:
-            stats["edges_moved"] += _move_edges(plpy, gids, edge_factor(quality))
+            stats["edges_moved"] += graph.scale_edges_between(plpy, gids, edge_factor(quality),
+                                                              EDGE_MIN, EDGE_MAX)
         if row["features"]:
             latency = (row["generation_ms"] or 0.0) / 1000.0
             cost = costs.get(row["model"], 1.0) * (row["completion_tokens"] or 0) / 1000.0
@@ -181,23 +182,6 @@ def instant_loop(plpy):
         if quality >= threshold:
             stats["written_back"] += _write_back(plpy, row, quality, ctx_ids)
     return stats
-
-
-def _move_edges(plpy, gids, factor):
-    moved = 0
-    for rel in RELS:  # table names from the fixed list only
-        res = plpy.execute(_plan(plpy, "move:" + rel, f"""
-            UPDATE ruvllm_graph."{rel}"
-               SET properties = (ag_catalog.agtype_out(properties)::text::jsonb
-                   || pg_catalog.jsonb_build_object('weight', LEAST($3::float8, GREATEST($2::float8,
-                        COALESCE((ag_catalog.agtype_out(properties)::text::jsonb->>'weight')::float8, 1.0) * $4))))
-                   ::text::ag_catalog.agtype
-             WHERE start_id OPERATOR(ag_catalog.=) ANY($1::text[]::ag_catalog.graphid[])
-               AND end_id OPERATOR(ag_catalog.=) ANY($1::text[]::ag_catalog.graphid[])""",
-                                 ["text[]", "float8", "float8", "float8"]),
-                           [gids, EDGE_MIN, EDGE_MAX, factor])
-        moved += res.nrows()
-    return moved
 
 
 def _offer_replay(plpy, rng, capacity, row, quality, latency_s, cost, oracle=None):
@@ -231,8 +215,8 @@ def _write_back(plpy, row, quality, ctx_ids):
                                       {"confidence": round(float(quality), 4), "tags": ["writeback"],
                                        "request_id": str(row["request_id"])})])[0]
     targets = [c for c in ctx_ids if c != str(node)]
-    memory.insert_edges(plpy, "Derived", [(str(node), c, float(quality), float(quality)) for c in targets],
-                        "writeback")
+    graph.insert_edges(plpy, "Derived", [(str(node), c, float(quality), float(quality)) for c in targets],
+                       "writeback")
     return 1
 
 
@@ -375,34 +359,14 @@ def _compress_memory(plpy):
     for p in pairs:
         if p["keep"] in gone or p["dup"] in gone:
             continue
-        for rel in RELS:
-            for end, other in (("start_id", "end_id"), ("end_id", "start_id")):
-                # Re-point the duplicate's edges at the node it merges into (no self-loops).
-                plpy.execute(_plan(plpy, f"repoint:{rel}:{end}", f"""
-                    UPDATE ruvllm_graph."{rel}" SET {end} = $1::text::ag_catalog.graphid
-                     WHERE {end} OPERATOR(ag_catalog.=) $2::text::ag_catalog.graphid
-                       AND {other} OPERATOR(ag_catalog.<>) $1::text::ag_catalog.graphid""",
-                                   ["text", "text"]), [p["keep_gid"], p["dup_gid"]])
-                plpy.execute(_plan(plpy, f"dropself:{rel}:{end}", f"""
-                    DELETE FROM ruvllm_graph."{rel}"
-                     WHERE {end} OPERATOR(ag_catalog.=) $1::text::ag_catalog.graphid""", ["text"]),
-                             [p["dup_gid"]])
-        plpy.execute(_plan(plpy, "drop_vertex", """
-            DELETE FROM ruvllm_graph."Node" WHERE id OPERATOR(ag_catalog.=) $1::text::ag_catalog.graphid""",
-                           ["text"]), [p["dup_gid"]])
+        graph.merge_vertex(plpy, p["keep_gid"], p["dup_gid"])
         plpy.execute(_plan(plpy, "drop_node", "DELETE FROM ruvllm.nodes WHERE id = $1", ["uuid"]), [p["dup"]])
         plpy.execute(_plan(plpy, "bump", """
             UPDATE ruvllm.nodes SET metadata = metadata || pg_catalog.jsonb_build_object('version',
                    COALESCE((metadata->>'version')::int, 1) + 1) WHERE id = $1""", ["uuid"]), [p["keep"]])
         gone.add(p["dup"])
         merged += 1
-    pruned = 0
-    for rel in RELS:
-        res = plpy.execute(_plan(plpy, f"prune:{rel}", f"""
-            DELETE FROM ruvllm_graph."{rel}"
-             WHERE (ag_catalog.agtype_out(properties)::text::jsonb->>'weight')::float8 < $1""", ["float8"]),
-                           [EDGE_FLOOR])
-        pruned += res.nrows()
+    pruned = graph.prune_edges(plpy, EDGE_FLOOR)
     touched = plpy.execute("""
         UPDATE ruvllm.nodes n SET last_accessed = a.last_accessed
           FROM ruvllm.node_access a

@@ -1,17 +1,15 @@
 """Memory: ingestion into ruvllm.nodes + the AGE graph, and retrieval (HNSW seeds, then hops).
 
 Every statement is a prepared plan with parameters; no value is ever pasted into SQL or Cypher.
-The graph is written and walked with SQL on AGE's own label tables (start_id/end_id indexed): the
-same data users query with Cypher, at a fraction of the cost of Cypher's variable-length paths.
+What touches the graph's own tables is in graph.py.
 """
 import json
 import math
 
-from . import embedding, errors, tenancy, textutil
+from . import embedding, errors, graph, tenancy, textutil
 from .sqlglue import planner, read_only, setting, vector_literal
 
 NODE_TYPES = ("Query", "Document", "AgentStep", "Fact", "QAPair", "Concept")
-RELS = ("Cites", "Follows", "SameTopic", "AgentStep", "Derived")
 MAX_CONTENT_CHARS = 1_000_000
 SAME_TOPIC_LINKS = 5
 MAX_EXPANDED = 200  # a hub node must not turn one search into a scan of the graph
@@ -32,12 +30,6 @@ def check_node_type(node_type):
         raise errors.invalid(f"unknown node_type {node_type!r}",
                              hint="node_type is one of " + ", ".join(NODE_TYPES))
     return node_type
-
-
-def check_rel(rel):
-    if rel not in RELS:
-        raise errors.invalid(f"unknown rel {rel!r}", hint="rel is one of " + ", ".join(RELS))
-    return rel
 
 
 def check_content(content, what="content", limit=MAX_CONTENT_CHARS,
@@ -82,31 +74,6 @@ def check_weight(weight):
 # --- prepared plans -----------------------------------------------------------------------------
 
 _plan = planner()
-
-
-_EDGE_INSERT = {
-    rel: f"""
-        INSERT INTO ruvllm_graph."{rel}" (start_id, end_id, properties)
-        SELECT s.graph_id, d.graph_id,
-               pg_catalog.jsonb_build_object('weight', e.weight, 'confidence', e.confidence,
-                   'created_by', e.created_by, 'created_at', pg_catalog.now())::text::ag_catalog.agtype
-          FROM unnest($1::uuid[], $2::uuid[], $3::real[], $4::real[], $5::text[])
-               AS e(src, dst, weight, confidence, created_by)
-          JOIN ruvllm.nodes s ON s.id = e.src
-          JOIN ruvllm.nodes d ON d.id = e.dst"""
-    for rel in RELS  # table names come from this fixed list only
-}
-
-
-def insert_edges(plpy, rel, edges, created_by):
-    """edges: [(src uuid, dst uuid, weight, confidence)]."""
-    if not edges:
-        return 0
-    plan = _plan(plpy, "edge:" + rel, _EDGE_INSERT[check_rel(rel)],
-                 ["uuid[]", "uuid[]", "real[]", "real[]", "text[]"])
-    src, dst, w, c = zip(*edges)
-    plpy.execute(plan, [list(src), list(dst), list(w), list(c), [created_by] * len(edges)])
-    return len(edges)
 
 
 # --- ingestion ----------------------------------------------------------------------------------
@@ -174,35 +141,14 @@ def ingest_many(plpy, docs, notice=None):
         ids.append((doc, node_id))
 
     if new_rows:
-        insert = _plan(plpy, "insert", """
-            WITH input AS MATERIALIZED (
-                SELECT r.*, ag_catalog._graphid(ag_catalog._label_id('ruvllm_graph', 'Node'),
-                            pg_catalog.nextval('ruvllm_graph."Node_id_seq"')) AS gid
-                  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                         $6::jsonb[], $7::text[])
-                       AS r(id, embedding, content, node_type, source, metadata, bands)
-            ), vertices AS (
-                INSERT INTO ruvllm_graph."Node" (id, properties)
-                SELECT gid, pg_catalog.jsonb_build_object('node_id', id)::text::ag_catalog.agtype
-                  FROM input
-            )
-            INSERT INTO ruvllm.nodes (id, embedding, content, node_type, source, tenant, metadata,
-                                      graph_id, minhash_bands)
-            SELECT id, embedding::public.vector, content, node_type, source, $8, metadata, gid,
-                   bands::bigint[]
-              FROM input""",
-                       ["uuid[]", "text[]", "text[]", "text[]", "text[]", "jsonb[]", "text[]", "text"])
-        cols = list(zip(*new_rows))
-        plpy.execute(insert, [list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]),
-                              list(cols[4]), list(cols[5]),
-                              ["{" + ",".join(map(str, b)) + "}" for b in cols[6]], tenant])
+        graph.insert_nodes(plpy, new_rows, tenant)
 
     # Follows edges between consecutive chunks of one document.
     follows = []
     for (doc_a, id_a), (doc_b, id_b) in zip(ids, ids[1:]):
         if doc_a == doc_b and id_a != id_b:
             follows.append((id_a, id_b, 1.0, 1.0))
-    insert_edges(plpy, "Follows", follows, "ingest")
+    graph.insert_edges(plpy, "Follows", follows, "ingest")
 
     # SameTopic edges from each new node to its most similar existing nodes.
     new_ids = [row[0] for row in new_rows]
@@ -226,7 +172,7 @@ def ingest_many(plpy, docs, notice=None):
                 continue
             seen.add(pair)
             edges.append((row["src"], row["dst"], float(row["similarity"]), 1.0))
-        insert_edges(plpy, "SameTopic", edges, "ingest")
+        graph.insert_edges(plpy, "SameTopic", edges, "ingest")
 
     heads = {}
     for doc, node_id in ids:
@@ -235,7 +181,7 @@ def ingest_many(plpy, docs, notice=None):
 
 
 def link(plpy, src, dst, rel, weight):
-    check_rel(rel)
+    graph.check_rel(rel)
     weight = check_weight(weight)
     if src is None or dst is None:
         raise errors.RuvllmError(errors.NULL_VALUE_NOT_ALLOWED, "src and dst must not be NULL")
@@ -245,7 +191,7 @@ def link(plpy, src, dst, rel, weight):
     if missing:
         raise errors.RuvllmError(errors.NO_DATA_FOUND, f"node {missing[0]} does not exist",
                                  hint="Node ids come from ruvllm_ingest or ruvllm.nodes.")
-    insert_edges(plpy, rel, [(src, dst, weight, 1.0)], "user")
+    graph.insert_edges(plpy, rel, [(src, dst, weight, 1.0)], "user")
 
 
 # --- retrieval ----------------------------------------------------------------------------------
@@ -280,15 +226,6 @@ def search_vector(plpy, query_vec, k=10, hops=2, tenant=None):
                for r in sorted(seeds, key=lambda r: r["distance"])]
     by_gid = {r["gid"]: res for r, res in zip(sorted(seeds, key=lambda r: r["distance"]), results)}
     frontier = list(by_gid)
-    neighbours_plan = _plan(plpy, "hop", """
-        SELECT e.start_id::text AS a, e.end_id::text AS b, c.relname AS rel,
-               ag_catalog.agtype_out(e.properties)::text AS props
-          FROM ruvllm_graph._ag_label_edge e JOIN pg_catalog.pg_class c ON c.oid = e.tableoid
-         WHERE e.start_id OPERATOR(ag_catalog.=) ANY($1::text[]::ag_catalog.graphid[])
-        UNION ALL
-        SELECT e.end_id::text, e.start_id::text, c.relname, ag_catalog.agtype_out(e.properties)::text
-          FROM ruvllm_graph._ag_label_edge e JOIN pg_catalog.pg_class c ON c.oid = e.tableoid
-         WHERE e.end_id OPERATOR(ag_catalog.=) ANY($1::text[]::ag_catalog.graphid[])""", ["text[]"])
     fetch_plan = _plan(plpy, "fetch", """
         SELECT id, graph_id::text AS gid, content, node_type, source,
                embedding OPERATOR(public.<=>) $1::public.vector AS distance
@@ -299,7 +236,7 @@ def search_vector(plpy, query_vec, k=10, hops=2, tenant=None):
         if not frontier or len(by_gid) >= MAX_EXPANDED:
             break
         reached = {}
-        for e in plpy.execute(neighbours_plan, [frontier]):
+        for e in graph.neighbours(plpy, frontier):
             if e["b"] in by_gid or e["b"] in reached:
                 continue
             props = json.loads(e["props"]) if e["props"] else {}

@@ -14,7 +14,7 @@ import uuid
 
 import numpy as np
 
-from . import attention, cache, embedding, errors, features, generation, judge, memory, models, pii, policy
+from . import attention, cache, embedding, errors, features, generation, graph, judge, memory, models, pii, policy
 from . import sessions, tenancy, witness
 from .sqlglue import planner, read_only, seconds, setting, vector_from_send
 
@@ -482,7 +482,7 @@ def feedback(plpy, request_id, rating, correction=None, wait_s=3.0):
                                       {"confidence": 0.95, "tags": ["feedback", "correction"],
                                        "request_id": str(request_id)})])[0]
     context = [c for c in (row["ctx"] or []) if c != str(node)]
-    memory.insert_edges(plpy, "Derived", [(str(node), c, 1.0, 0.95) for c in context], "feedback")
+    graph.insert_edges(plpy, "Derived", [(str(node), c, 1.0, 0.95) for c in context], "feedback")
     return node
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ruvllm import features as F
-from ruvllm import memory
+from ruvllm import graph, memory
 from ruvllm.errors import RuvllmError
 
 D = 384
@@ -57,7 +57,7 @@ def test_slices_tile_the_input_and_names_are_unique():
 def test_node_types_and_relations_match_memory():
     # features.py keeps its own copies so the layout stays fixed; a new type must be added there.
     assert F.NODE_TYPES == memory.NODE_TYPES
-    assert F.RELS == memory.RELS
+    assert F.RELS == graph.RELS
 
 
 def test_documented_dims_match_names():
