@@ -45,6 +45,22 @@ class GenerationResult:
     finish_reason: str
 
 
+# The answer prompt ruvllm_query sends; the oracle loop asks every model the same.
+SYSTEM_PROMPT = ("You are ruvllm, an assistant inside a PostgreSQL database. Answer the question "
+                 "briefly, using the numbered context when it is relevant.")
+COMPLETION_INSTRUCTION = "Answer the question briefly, using the context."
+COMPLETION_STOP = ("\nQuestion:", "\n\n\n")
+
+
+def answer_prompt(spec, question, context):
+    """(system, prompt, stop) for an answer from spec's model; context: [(index, text, score)]."""
+    lines = [f"[{i + 1}] {text}" for i, (_, text, _) in enumerate(context)]
+    ctx = "\n".join(lines) if lines else "(no context found)"
+    if spec.prompt_style == "chat":
+        return SYSTEM_PROMPT, f"Context:\n{ctx}\n\nQuestion: {question}", None
+    return COMPLETION_INSTRUCTION, f"Context:\n{ctx}\n\nQuestion: {question}\nAnswer:", COMPLETION_STOP
+
+
 class GenerationBackend:
     """What the pipeline needs from a generator."""
 

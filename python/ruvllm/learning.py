@@ -383,7 +383,6 @@ ORACLE_MAX_TOKENS = 64
 def oracle_loop(plpy):
     """Every enabled model answers a sample of past questions with the same context; each answer
     is judged like the instant loop's, and the utilities go into the replay buffer as labels."""
-    from .query import _prompt   # the same prompt the pipeline builds
     lam = float(setting(plpy, "ruvllm.utility_lambda", "0.05"))
     mu = float(setting(plpy, "ruvllm.utility_mu", "0.01"))
     capacity = int(setting(plpy, "ruvllm.replay_capacity", "10000"))
@@ -415,7 +414,7 @@ def oracle_loop(plpy):
         outcomes = {}
         for name in names:
             spec = pool.spec(name)
-            system, prompt, stop = _prompt(spec, row["query"], context)
+            system, prompt, stop = generation.answer_prompt(spec, row["query"], context)
             out = gen.generate(spec, prompt, max_tokens=ORACLE_MAX_TOKENS, temperature=0.0, top_p=1.0,
                                system=system, stop=stop)
             generations += 1

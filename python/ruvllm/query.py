@@ -28,11 +28,6 @@ PROMPT_RESERVE_TOKENS = 96   # system text, question and template tokens around 
 # models answer worse, and slower, with weakly related text in their context.
 MIN_RELATIVE_SCORE = 0.1
 
-SYSTEM_PROMPT = ("You are ruvllm, an assistant inside a PostgreSQL database. Answer the question "
-                 "briefly, using the numbered context when it is relevant.")
-COMPLETION_INSTRUCTION = "Answer the question briefly, using the context."
-COMPLETION_STOP = ("\nQuestion:", "\n\n\n")
-
 _plan = planner()
 _rng = random.Random()
 _stats = {"at": 0.0, "quality": {}, "latency": {}}
@@ -235,14 +230,6 @@ def route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg, con
 
 # --- the pipeline ---------------------------------------------------------------------------------
 
-def _prompt(spec, question, context):
-    lines = [f"[{i + 1}] {text}" for i, (_, text, _) in enumerate(context)]
-    ctx = "\n".join(lines) if lines else "(no context found)"
-    if spec.prompt_style == "chat":
-        return SYSTEM_PROMPT, f"Context:\n{ctx}\n\nQuestion: {question}", None
-    return COMPLETION_INSTRUCTION, f"Context:\n{ctx}\n\nQuestion: {question}\nAnswer:", COMPLETION_STOP
-
-
 def run(plpy, query, session_id=None, constraints=None, backend=None):
     """One request. Returns the response dict; records the witness row in every case."""
     clock = Stopwatch()
@@ -362,7 +349,7 @@ def _run(plpy, query, session_id, constraints, backend, clock, request_id, trace
                                        lambda text: gen.count_tokens(spec, text)) if budget > 0 else []
     clock.lap("attention", t)
 
-    system, prompt, stop = _prompt(spec, query, context)
+    system, prompt, stop = generation.answer_prompt(spec, query, context)
     t = time.perf_counter()
     result = gen.generate(spec, prompt, max_tokens=max_tokens, temperature=routing["temperature"],
                           top_p=routing["top_p"], system=system, history=history, stop=stop)
