@@ -340,3 +340,24 @@ END
 $$;
 REVOKE ALL ON FUNCTION ruvllm._edges_within_tenant() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ruvllm._edges_within_tenant() TO ruvllm_admin;
+
+-- ruvllm_route and ruvllm_feedback call the modules they moved to (python: routing.py, feedback.py).
+CREATE OR REPLACE FUNCTION public.ruvllm_route(query text) RETURNS jsonb
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json
+from ruvllm import routing, sqlglue
+return json.dumps(sqlglue.call(plpy, routing.route, plpy, query))
+$$;
+
+CREATE OR REPLACE FUNCTION public.ruvllm_feedback(request_id uuid, rating integer, correction text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+from ruvllm import feedback, sqlglue
+return sqlglue.call(plpy, feedback.give, plpy, request_id, rating, correction)
+$$;

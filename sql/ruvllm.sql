@@ -906,8 +906,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
 import json
-from ruvllm import query as pipeline, sqlglue
-return json.dumps(sqlglue.call(plpy, pipeline.route, plpy, query))
+from ruvllm import routing, sqlglue
+return json.dumps(sqlglue.call(plpy, routing.route, plpy, query))
 $$;
 COMMENT ON FUNCTION public.ruvllm_route(text) IS
     'The routing decision the current policy makes for a question (model, context size, temperature, top_p, confidence, model probabilities) and the 128 features it read; generates nothing and writes nothing.';
@@ -918,8 +918,8 @@ LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $$
 if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
-from ruvllm import query as pipeline, sqlglue
-return sqlglue.call(plpy, pipeline.feedback, plpy, request_id, rating, correction)
+from ruvllm import feedback, sqlglue
+return sqlglue.call(plpy, feedback.give, plpy, request_id, rating, correction)
 $$;
 COMMENT ON FUNCTION public.ruvllm_feedback(uuid, integer, text) IS
     'Records a rating (1..5) and optional correction on a request''s witness row; a correction is stored in memory as a high-confidence QAPair with Derived edges to the context the answer used. Returns that node''s id (NULL without a correction).';

@@ -6,8 +6,10 @@ What touches the graph's own tables is in graph.py.
 import json
 import math
 
+import numpy as np
+
 from . import embedding, errors, graph, tenancy, textutil
-from .sqlglue import planner, read_only, setting, vector_literal
+from .sqlglue import planner, read_only, setting, vector_from_send, vector_literal
 
 NODE_TYPES = ("Query", "Document", "AgentStep", "Fact", "QAPair", "Concept")
 MAX_CONTENT_CHARS = 1_000_000
@@ -271,6 +273,19 @@ def touch_accessed(plpy, ids):
         ON CONFLICT (node_id) DO UPDATE SET last_accessed = EXCLUDED.last_accessed, hits = a.hits + 1""",
                        ["uuid[]"]), [ids])
 
+
+
+def node_vectors(plpy, ids):
+    """Embeddings (binary, no text parsing) and ages in seconds of these nodes, in ids order."""
+    if not ids:
+        return np.zeros((0, embedding.DIM), dtype=np.float32), []
+    rows = plpy.execute(_plan(plpy, "vectors", """
+        SELECT id, public.vector_send(embedding) AS v,
+               extract(epoch FROM pg_catalog.now() - created_at)::float8 AS age
+          FROM ruvllm.nodes WHERE id = ANY($1::uuid[])""", ["text[]"]), [[str(i) for i in ids]])
+    by_id = {str(r["id"]): r for r in rows}
+    vecs = np.stack([vector_from_send(by_id[str(i)]["v"]) for i in ids])
+    return vecs, [by_id[str(i)]["age"] for i in ids]
 
 def search(plpy, query, k=10, hops=2):
     check_search_args(k, hops)

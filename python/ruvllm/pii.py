@@ -11,6 +11,8 @@ before phones, so their digits are not taken for a phone number.
 import ipaddress
 import re
 
+from .sqlglue import setting
+
 KINDS = ("email", "card", "iban", "ip", "phone")
 
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
@@ -118,3 +120,8 @@ def masker(kinds):
     if not kinds:
         return lambda text: text
     return lambda text: mask(text, kinds)[0] if isinstance(text, str) else text
+
+
+def storage_mask(plpy):
+    """The masker for what a request stores now, per ruvllm.pii_mask."""
+    return masker(kinds_from_setting(setting(plpy, "ruvllm.pii_mask", "none")))

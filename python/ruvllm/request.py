@@ -1,0 +1,78 @@
+"""A question to ruvllm_query or ruvllm_route: its arguments checked, and the settings it runs
+under. The stages that answer it are in query.py, the routing decision in routing.py."""
+import math
+
+from . import embedding, errors
+from .sqlglue import seconds, setting
+
+CONSTRAINT_KEYS = ("max_tokens", "temperature", "top_p", "max_latency_ms", "model")
+DEFAULT_MAX_TOKENS = 96
+MAX_MAX_TOKENS = 2048
+QUERY_HOPS = 2
+
+
+# --- validation (pure) --------------------------------------------------------------------------
+
+def check_query(query):
+    if query is None:
+        raise errors.RuvllmError(errors.NULL_VALUE_NOT_ALLOWED, "query must not be NULL")
+    if not isinstance(query, str) or not query.strip():
+        raise errors.invalid("query must not be empty")
+    if len(query) > embedding.MAX_INPUT_CHARS:
+        raise errors.RuvllmError(errors.STRING_DATA_RIGHT_TRUNCATION,
+                                 f"query is {len(query)} characters, over the limit of "
+                                 f"{embedding.MAX_INPUT_CHARS}")
+    return query
+
+
+def check_constraints(constraints):
+    """The constraints jsonb as a dict with checked values."""
+    constraints = errors.json_object(constraints, "constraints", '{"max_tokens": 64, "temperature": 0.2}')
+    unknown = sorted(set(constraints) - set(CONSTRAINT_KEYS))
+    if unknown:
+        raise errors.invalid(f"unknown constraint {', '.join(map(repr, unknown))}",
+                             hint="Known constraints: " + ", ".join(CONSTRAINT_KEYS))
+
+    def number(key, lo, hi, integer=False):
+        v = constraints[key]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if integer:
+            ok = ok and float(v).is_integer()
+        if not ok:
+            raise errors.invalid(f"constraint {key} must be a{'n integer' if integer else ' number'}, not {v!r}")
+        if not lo <= v <= hi:
+            raise errors.RuvllmError(errors.NUMERIC_VALUE_OUT_OF_RANGE,
+                                     f"constraint {key} must be between {lo} and {hi}, not {v}")
+        return int(v) if integer else float(v)
+
+    out = {}
+    if "max_tokens" in constraints:
+        out["max_tokens"] = number("max_tokens", 1, MAX_MAX_TOKENS, integer=True)
+    if "temperature" in constraints:
+        out["temperature"] = number("temperature", 0.0, 2.0)
+    if "top_p" in constraints:
+        out["top_p"] = number("top_p", 0.0, 1.0)
+    if "max_latency_ms" in constraints:
+        out["max_latency_ms"] = number("max_latency_ms", 1, 3_600_000)
+    if "model" in constraints:
+        if not isinstance(constraints["model"], str) or not constraints["model"]:
+            raise errors.invalid(f"constraint model must be a model name, not {constraints['model']!r}")
+        out["model"] = constraints["model"]
+    return out
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+def settings(plpy):
+    """The ruvllm.* settings a request reads, once per request."""
+    return {
+        "k": int(setting(plpy, "ruvllm.query_k", "8")),
+        "ef_search": int(setting(plpy, "ruvllm.ef_search", "64")),
+        "confidence_threshold": float(setting(plpy, "ruvllm.confidence_threshold", "0.2")),
+        "max_query_tokens": int(setting(plpy, "ruvllm.max_query_tokens", "512")),
+        "cache_similarity": float(setting(plpy, "ruvllm.cache_similarity", "0.97")),
+        "cache_ttl": seconds(setting(plpy, "ruvllm.cache_ttl", "3600")),
+        "max_loaded_models": int(setting(plpy, "ruvllm.max_loaded_models", "2")),
+        "explore_rate": float(setting(plpy, "ruvllm.explore_rate", "0.05")),
+        "generation_threads": int(setting(plpy, "ruvllm.generation_threads", "1")),
+    }
