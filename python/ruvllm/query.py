@@ -106,6 +106,11 @@ class Request:
 
 # --- the stages -----------------------------------------------------------------------------------
 
+# English runs about four characters to a token: the character bound a question's length in
+# tokens implies (ruvllm.max_query_tokens).
+QUERY_CHARS_PER_TOKEN = 4
+
+
 def validate(plpy, req):
     """The tenant, the arguments checked, the settings and model pool; a forced model must be enabled."""
     req.tenant = tenancy.current(plpy)
@@ -115,6 +120,15 @@ def validate(plpy, req):
     req.session_id = sessions.check_session_id(req.session_id)
     req.constraints = check_constraints(req.constraints)
     req.cfg = settings(plpy)
+    # Counted in characters too, before anything is embedded: the embedder's tokens undercount
+    # what a generating model sees (a 50,000-character word is one [UNK] to MiniLM and 12,000
+    # tokens to SmolLM2), and no model token is shorter than a character.
+    max_chars = QUERY_CHARS_PER_TOKEN * req.cfg["max_query_tokens"]
+    if len(req.query) > max_chars:
+        raise errors.RuvllmError(
+            errors.STRING_DATA_RIGHT_TRUNCATION,
+            f"query is {len(req.query)} characters, over {QUERY_CHARS_PER_TOKEN} x ruvllm.max_query_tokens ({max_chars})",
+            hint="Shorten the query (an admin may raise ruvllm.max_query_tokens).")
     req.pool = models.Pool.load(plpy)
     if "model" in req.constraints:
         req.pool.row(req.constraints["model"])  # unknown or disabled: rejected before any work
@@ -143,7 +157,7 @@ def embed(plpy, req):
         raise errors.RuvllmError(
             errors.STRING_DATA_RIGHT_TRUNCATION,
             f"query is {req.token_count} tokens, over ruvllm.max_query_tokens ({limit})",
-            hint="Shorten the query, or raise ruvllm.max_query_tokens.")
+            hint="Shorten the query (an admin may raise ruvllm.max_query_tokens).")
 
 
 def semantic_cache(plpy, req):

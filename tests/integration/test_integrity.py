@@ -176,3 +176,12 @@ def test_health_warns_when_no_worker_runs_the_loops_here(db):
     health = scalar(db, "SELECT ruvllm_health()")
     assert any("no background worker runs the learning loops" in w for w in health["warnings"])
     assert health["status"] == "healthy"  # a warning, not a problem
+
+
+def test_the_question_limit_cannot_be_passed_with_one_long_word(db):
+    with pytest.raises(pgerr.StringDataRightTruncation) as e:
+        db.execute("SELECT ruvllm_query(repeat('x', 50000))")
+    assert "over 4 x ruvllm.max_query_tokens (2048)" in e.value.diag.message_primary
+    assert scalar(db, "SELECT ruvllm_witness_flush(10000)")
+    assert db.execute("SELECT error_sqlstate, generation_ms, length(query) FROM ruvllm.witness").fetchall() \
+        == [("22001", None, 50000)]  # witnessed, nothing generated
