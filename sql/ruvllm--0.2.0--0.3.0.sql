@@ -361,3 +361,66 @@ if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
 from ruvllm import feedback, sqlglue
 return sqlglue.call(plpy, feedback.give, plpy, request_id, rating, correction)
 $$;
+
+-- Retention of at least an hour; tenant names start with a letter or digit (issue 12, finding 8).
+CREATE OR REPLACE FUNCTION public.ruvllm_set_retention(what text, keep interval, action text DEFAULT 'drop')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF what IS NULL OR keep IS NULL OR action IS NULL THEN
+        RAISE EXCEPTION 'what, keep and action must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF what NOT IN ('witness', 'sessions', 'loop_runs', 'response_cache') THEN
+        RAISE EXCEPTION 'unknown retention target "%"', what USING ERRCODE = '22023',
+            HINT = 'Targets: witness, sessions, loop_runs, response_cache.';
+    END IF;
+    IF keep < interval '1 hour' OR keep > interval '100 years' THEN
+        RAISE EXCEPTION 'keep must be between 1 hour and 100 years, not %', keep
+            USING ERRCODE = '22023', HINT = 'Retention runs at most hourly (the deep loop); witness days go whole.';
+    END IF;
+    IF action NOT IN ('drop', 'archive') OR (action = 'archive' AND what <> 'witness') THEN
+        RAISE EXCEPTION 'action must be drop, or archive for the witness, not "%"', action
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ruvllm.retention (target, keep, action) VALUES (what, keep, action)
+    ON CONFLICT (target) DO UPDATE SET keep = EXCLUDED.keep, action = EXCLUDED.action,
+        updated_at = now(), updated_by = current_user;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION public.ruvllm_create_tenant(tenant text, roles regrole[] DEFAULT '{}',
+                                            description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r regrole;
+    other text;
+BEGIN
+    IF tenant IS NULL OR tenant !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid tenant name "%"', tenant USING ERRCODE = '22023',
+            HINT = 'A tenant name has 1 to 63 letters, digits, "_", "-" or ".", and starts with a letter or digit.';
+    END IF;
+    FOREACH r IN ARRAY COALESCE(roles, '{}') LOOP
+        SELECT t.tenant INTO other FROM ruvllm.tenant_roles t WHERE t.role_name = r::text::name;
+        IF other IS NOT NULL AND other <> ruvllm_create_tenant.tenant THEN
+            RAISE EXCEPTION 'role % already belongs to tenant "%"', r, other USING ERRCODE = '23505',
+                HINT = 'DELETE its row from ruvllm.tenant_roles first.';
+        END IF;
+        IF pg_has_role(r, 'ruvllm_admin', 'MEMBER') THEN
+            RAISE EXCEPTION 'role % is a ruvllm_admin and cannot be bound to a tenant', r
+                USING ERRCODE = '22023', HINT = 'Admins work across tenants; bind a role of its own.';
+        END IF;
+    END LOOP;
+    INSERT INTO ruvllm.tenants AS t (tenant, description) VALUES (tenant, description)
+    ON CONFLICT ON CONSTRAINT tenants_pkey
+    DO UPDATE SET description = COALESCE(EXCLUDED.description, t.description);
+    INSERT INTO ruvllm.tenant_roles (role_name, tenant)
+    SELECT given.role_oid::text::name, ruvllm_create_tenant.tenant
+      FROM unnest(COALESCE(roles, '{}')) AS given(role_oid)
+    ON CONFLICT ON CONSTRAINT tenant_roles_pkey DO NOTHING;
+END
+$$;

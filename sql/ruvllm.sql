@@ -209,9 +209,9 @@ DECLARE
     r regrole;
     other text;
 BEGIN
-    IF tenant IS NULL OR tenant !~ '^[A-Za-z0-9_.-]{1,63}$' THEN
+    IF tenant IS NULL OR tenant !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' THEN
         RAISE EXCEPTION 'invalid tenant name "%"', tenant USING ERRCODE = '22023',
-            HINT = 'A tenant name has 1 to 63 letters, digits, "_", "-" or ".".';
+            HINT = 'A tenant name has 1 to 63 letters, digits, "_", "-" or ".", and starts with a letter or digit.';
     END IF;
     FOREACH r IN ARRAY COALESCE(roles, '{}') LOOP
         SELECT t.tenant INTO other FROM ruvllm.tenant_roles t WHERE t.role_name = r::text::name;
@@ -1258,9 +1258,9 @@ BEGIN
         RAISE EXCEPTION 'unknown retention target "%"', what USING ERRCODE = '22023',
             HINT = 'Targets: witness, sessions, loop_runs, response_cache.';
     END IF;
-    IF keep <= interval '0' OR keep > interval '100 years' THEN
-        RAISE EXCEPTION 'keep must be a positive interval of at most 100 years, not %', keep
-            USING ERRCODE = '22023';
+    IF keep < interval '1 hour' OR keep > interval '100 years' THEN
+        RAISE EXCEPTION 'keep must be between 1 hour and 100 years, not %', keep
+            USING ERRCODE = '22023', HINT = 'Retention runs at most hourly (the deep loop); witness days go whole.';
     END IF;
     IF action NOT IN ('drop', 'archive') OR (action = 'archive' AND what <> 'witness') THEN
         RAISE EXCEPTION 'action must be drop, or archive for the witness, not "%"', action

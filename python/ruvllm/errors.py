@@ -44,6 +44,8 @@ def json_object(value, what, example):
             value = json.loads(value)
         except ValueError as e:
             raise RuvllmError(INVALID_TEXT_REPRESENTATION, f"{what} is not JSON: {e}") from None
+        except RecursionError:
+            raise invalid(f"{what} is nested too deeply") from None
     if not isinstance(value, dict):
         raise invalid(f"{what} must be a JSON object", hint=f"For example {example}")
     return value

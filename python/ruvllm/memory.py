@@ -57,7 +57,45 @@ def check_metadata(metadata):
         raise errors.invalid("metadata.tags must be an array of strings")
     if "confidence" in metadata and not 0 <= metadata["confidence"] <= 1:
         raise errors.invalid("metadata.confidence must be between 0 and 1")
+    # Merging a near-duplicate adds one to the version, which is an int in SQL.
+    if "version" in metadata and not 0 <= metadata["version"] < MAX_VERSION:
+        raise errors.invalid(f"metadata.version must be between 0 and {MAX_VERSION - 1}, not {metadata['version']}")
+    depth = _depth(metadata)
+    if depth > MAX_METADATA_DEPTH:
+        raise errors.invalid(f"metadata is nested {depth} levels deep, over the limit of {MAX_METADATA_DEPTH}")
+    size = len(json.dumps(metadata))
+    if size > MAX_METADATA_BYTES:
+        raise errors.RuvllmError(errors.STRING_DATA_RIGHT_TRUNCATION,
+                                 f"metadata is {size} bytes as JSON, over the limit of {MAX_METADATA_BYTES}",
+                                 hint="Keep large data in your own tables and put its key in the metadata.")
     return metadata
+
+
+MAX_VERSION = 2**31 - 1
+MAX_METADATA_DEPTH = 32
+MAX_METADATA_BYTES = 64 * 1024
+MAX_SOURCE_CHARS = 1000
+
+
+def _depth(value):
+    """How deeply a JSON value nests, without recursion (a 5,000-deep document is the input)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level > MAX_METADATA_DEPTH:
+                break
+            todo.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def check_source(source):
+    if source is not None and len(source) > MAX_SOURCE_CHARS:
+        raise errors.RuvllmError(errors.STRING_DATA_RIGHT_TRUNCATION,
+                                 f"source is {len(source)} characters, over the limit of {MAX_SOURCE_CHARS}",
+                                 hint="The source names where a document came from (a path, a URL).")
+    return source
 
 
 MAX_EDGE_WEIGHT = 1000.0
@@ -90,7 +128,7 @@ def ingest_many(plpy, docs, notice=None):
     for i, (content, node_type, source, metadata) in enumerate(docs):
         what = "content" if len(docs) == 1 else f"document {i + 1}: content"
         checked.append((check_content(content, what), check_node_type(node_type or "Document"),
-                        source, check_metadata(metadata)))
+                        check_source(source), check_metadata(metadata)))
     if not checked:
         return []
     tenant = tenancy.current(plpy)

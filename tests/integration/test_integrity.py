@@ -185,3 +185,21 @@ def test_the_question_limit_cannot_be_passed_with_one_long_word(db):
     assert scalar(db, "SELECT ruvllm_witness_flush(10000)")
     assert db.execute("SELECT error_sqlstate, generation_ms, length(query) FROM ruvllm.witness").fetchall() \
         == [("22001", None, 50000)]  # witnessed, nothing generated
+
+
+@pytest.mark.parametrize("sql, error", [
+    ("SELECT ruvllm_create_tenant('..')", pgerr.InvalidParameterValue),
+    ("SELECT ruvllm_set_retention('sessions', '1 microsecond')", pgerr.InvalidParameterValue),
+    ("SELECT ruvllm_ingest('a doc', 'Document', repeat('s', 10000000))", pgerr.StringDataRightTruncation),
+    ("SELECT ruvllm_ingest('a doc', 'Document', NULL, (repeat('{\"a\":', 5000) || '1' || repeat('}', 5000))::jsonb)",
+     pgerr.InvalidParameterValue),
+    ("SELECT ruvllm_ingest('a doc', 'Document', NULL, '{\"version\": 2147483647}')", pgerr.InvalidParameterValue),
+    ("SELECT ruvllm_ingest('a doc', 'Document', NULL, jsonb_build_object('blob', repeat('x', 100000)))",
+     pgerr.StringDataRightTruncation),
+])
+def test_inputs_that_were_accepted_but_wrong_are_refused(db, sql, error):
+    with pytest.raises(error):
+        db.execute(sql)
+    assert scalar(db, "SELECT count(*) FROM ruvllm.nodes") == 0
+    assert scalar(db, "SELECT count(*) FROM ruvllm.tenants") == 0
+    assert scalar(db, "SELECT count(*) FROM ruvllm.retention WHERE target = 'sessions'") == 0
