@@ -424,3 +424,17 @@ BEGIN
     ON CONFLICT ON CONSTRAINT tenant_roles_pkey DO NOTHING;
 END
 $$;
+
+-- The pattern bank per tenant (0.2.0's mixed every tenant's questions: dropped, the deep loop
+-- builds the new ones).
+DELETE FROM ruvllm.patterns;
+ALTER TABLE ruvllm.patterns ADD COLUMN tenant text NOT NULL DEFAULT '';
+COMMENT ON COLUMN ruvllm.patterns.tenant IS 'Tenant whose questions the cluster is made of: each tenant has a bank of its own.';
+COMMENT ON TABLE ruvllm.patterns IS 'Pattern bank of the deep loop: k-means++ clusters of each tenant''s recent query embeddings; the router reads the nearest of its tenant''s as a feature.';
+ALTER TABLE ruvllm.patterns ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_rows ON ruvllm.patterns
+    USING (tenant = (SELECT public.ruvllm_current_tenant()))
+    WITH CHECK (tenant = (SELECT public.ruvllm_current_tenant()));
+CREATE POLICY admin_rows ON ruvllm.patterns TO ruvllm_admin USING (true) WITH CHECK (true);
+COMMENT ON POLICY tenant_rows ON ruvllm.patterns IS 'The pattern bank of the session''s tenant only: no tenant''s routing reads clusters of another''s questions.';
+COMMENT ON POLICY admin_rows ON ruvllm.patterns IS 'ruvllm_admin sees every tenant''s pattern bank.';

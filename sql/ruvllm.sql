@@ -994,10 +994,12 @@ CREATE TABLE ruvllm.patterns (
     best_model         text,
     best_context_size  integer,
     mean_quality       real,
-    created_at         timestamptz NOT NULL DEFAULT now()
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    tenant             text NOT NULL DEFAULT ''
 );
 CREATE INDEX patterns_bank_version ON ruvllm.patterns (bank_version);
-COMMENT ON TABLE ruvllm.patterns IS 'Pattern bank of the deep loop: k-means++ clusters of recent query embeddings; the router reads the nearest as a feature.';
+COMMENT ON COLUMN ruvllm.patterns.tenant IS 'Tenant whose questions the cluster is made of: each tenant has a bank of its own.';
+COMMENT ON TABLE ruvllm.patterns IS 'Pattern bank of the deep loop: k-means++ clusters of each tenant''s recent query embeddings; the router reads the nearest of its tenant''s as a feature.';
 COMMENT ON COLUMN ruvllm.patterns.id IS 'Pattern id.';
 COMMENT ON COLUMN ruvllm.patterns.bank_version IS 'Deep-loop run that made the bank; the newest version is in use.';
 COMMENT ON COLUMN ruvllm.patterns.centroid IS 'Unit-norm cluster centre.';
@@ -1545,6 +1547,14 @@ CREATE POLICY tenant_rows ON ruvllm.response_cache
 CREATE POLICY admin_rows ON ruvllm.response_cache TO ruvllm_admin USING (true) WITH CHECK (true);
 COMMENT ON POLICY tenant_rows ON ruvllm.response_cache IS 'Cached answers of the session''s tenant only: another tenant''s answer is never served.';
 COMMENT ON POLICY admin_rows ON ruvllm.response_cache IS 'ruvllm_admin sees every tenant''s cache entries.';
+
+ALTER TABLE ruvllm.patterns ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_rows ON ruvllm.patterns
+    USING (tenant = (SELECT public.ruvllm_current_tenant()))
+    WITH CHECK (tenant = (SELECT public.ruvllm_current_tenant()));
+CREATE POLICY admin_rows ON ruvllm.patterns TO ruvllm_admin USING (true) WITH CHECK (true);
+COMMENT ON POLICY tenant_rows ON ruvllm.patterns IS 'The pattern bank of the session''s tenant only: no tenant''s routing reads clusters of another''s questions.';
+COMMENT ON POLICY admin_rows ON ruvllm.patterns IS 'ruvllm_admin sees every tenant''s pattern bank.';
 
 -- Privileges. Nothing of ruvllm is open to PUBLIC; each role gets what its job needs. The
 -- functions run as their caller (so row-level security applies to them), except the few marked

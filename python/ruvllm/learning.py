@@ -307,18 +307,34 @@ def deep_loop(plpy):
 
 
 def _pattern_bank(plpy):
+    """One bank per tenant, of that tenant's recent questions: a tenant's routing never reads
+    clusters of another's."""
     rows = plpy.execute(_plan(plpy, "recent_queries", """
-        SELECT query_embedding::text AS v, model, quality, context_size FROM ruvllm.witness
+        SELECT tenant, query_embedding::text AS v, model, quality, context_size FROM ruvllm.witness
          WHERE created_at > pg_catalog.now() - make_interval(days => $1)
            AND query_embedding IS NOT NULL AND error IS NULL
          ORDER BY created_at DESC LIMIT $2""", ["int", "int"]), [PATTERN_WINDOW_DAYS, MAX_PATTERN_QUERIES])
+    by_tenant = {}
+    for r in rows:
+        by_tenant.setdefault(r["tenant"], []).append(r)
+    banks = {t: tenant_rows for t, tenant_rows in by_tenant.items() if len(tenant_rows) >= 4}
+    if not banks:
+        return {"patterns": 0, "pattern_queries": len(rows)}
+    bank = plpy.execute("SELECT COALESCE(max(bank_version), 0) + 1 AS v FROM ruvllm.patterns")[0]["v"]
+    made = 0
+    for tenant, tenant_rows in sorted(banks.items()):
+        made += _tenant_bank(plpy, bank, tenant, tenant_rows)
+    plpy.execute(_plan(plpy, "old_banks", "DELETE FROM ruvllm.patterns WHERE bank_version < $1 - 1",
+                       ["int"]), [bank])
+    return {"patterns": made, "pattern_queries": len(rows), "bank_version": bank,
+            "pattern_tenants": len(banks)}
+
+
+def _tenant_bank(plpy, bank, tenant, rows):
     n = len(rows)
-    if n < 4:
-        return {"patterns": 0, "pattern_queries": n}
     X = np.stack([parse_vector(r["v"]) for r in rows])
     k = max(2, min(16, n // 10))
     result = patterns.kmeans(X, k, metric="cosine", seed=0)
-    bank = plpy.execute("SELECT COALESCE(max(bank_version), 0) + 1 AS v FROM ruvllm.patterns")[0]["v"]
     for c in range(result.k):
         members = [rows[i] for i in np.flatnonzero(result.assignments == c)]
         judged = [m for m in members if m["quality"] is not None]
@@ -331,15 +347,13 @@ def _pattern_bank(plpy):
             sizes = [m["context_size"] for m in judged if m["model"] == best and m["context_size"]]
             best_ctx = max(set(sizes), key=sizes.count) if sizes else None
         plpy.execute(_plan(plpy, "pattern", """
-            INSERT INTO ruvllm.patterns (bank_version, centroid, count, best_model,
+            INSERT INTO ruvllm.patterns (bank_version, tenant, centroid, count, best_model,
                                          best_context_size, mean_quality)
-            VALUES ($1, $2::public.vector, $3, $4, $5, $6)""",
-                           ["int", "text", "int", "text", "int", "real"]),
-                     [bank, vector_literal(result.centroids[c]), len(members), best, best_ctx,
+            VALUES ($1, $2, $3::public.vector, $4, $5, $6, $7)""",
+                           ["int", "text", "text", "int", "text", "int", "real"]),
+                     [bank, tenant, vector_literal(result.centroids[c]), len(members), best, best_ctx,
                       float(np.mean([m["quality"] for m in judged])) if judged else None])
-    plpy.execute(_plan(plpy, "old_banks", "DELETE FROM ruvllm.patterns WHERE bank_version < $1 - 1",
-                       ["int"]), [bank])
-    return {"patterns": int(result.k), "pattern_queries": n, "bank_version": bank}
+    return int(result.k)
 
 
 def _compress_memory(plpy):

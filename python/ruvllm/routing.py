@@ -101,13 +101,18 @@ def _model_stats(plpy):
 
 
 def _pattern_centroids(plpy):
-    """The newest pattern bank's centroids (the deep loop's); fetched again only when it changes."""
-    version = plpy.execute(_plan(plpy, "bank_version", """
-        SELECT max(bank_version) AS v FROM ruvllm.patterns""", []))[0]["v"]
+    """The newest pattern bank of the session's tenant (row-level security picks it); fetched again
+    only when it changes. Banks of one run share a version, so the cache is keyed by the bank's
+    first row too (a backend may act for several tenants)."""
+    row = plpy.execute(_plan(plpy, "bank_version", """
+        SELECT bank_version AS v, min(id) AS first FROM ruvllm.patterns
+         WHERE bank_version = (SELECT max(bank_version) FROM ruvllm.patterns)
+         GROUP BY bank_version""", []))
+    version = (row[0]["v"], row[0]["first"]) if row else None
     if version != _bank["version"]:
         rows = plpy.execute(_plan(plpy, "bank", """
             SELECT public.vector_send(centroid) AS v FROM ruvllm.patterns
-             WHERE bank_version = $1 ORDER BY id""", ["int"]), [version]) if version else []
+             WHERE bank_version = $1 ORDER BY id""", ["int"]), [version[0]]) if version else []
         _bank["centroids"] = np.stack([vector_from_send(r["v"]) for r in rows]) if rows else None
         _bank["version"] = version
     return _bank["centroids"]
