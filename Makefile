@@ -11,6 +11,8 @@ OBJS = $(patsubst %.c,%.o,$(wildcard extension/*.c))
 DATA = $(wildcard sql/ruvllm--*--*.sql)
 DATA_built = sql/ruvllm--$(EXTVERSION).sql
 PG_CPPFLAGS = -DRUVLLM_VERSION='"$(EXTVERSION)"'
+# Our C files build without a warning (as pg_cron's do): PGXS's warning flags, made errors.
+PG_CFLAGS = -Wall -Werror
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)

@@ -14,6 +14,7 @@
 #include "utils/guc.h"
 
 #include "ruvllm.h"
+#include "support.h"
 
 PG_MODULE_MAGIC;
 
@@ -306,9 +307,10 @@ ruvllm_on_drop_extension(PG_FUNCTION_ARGS)
 
 	if (drops_ruvllm)
 	{
-		SPI_connect();
-		SPI_execute("SELECT ruvllm._drop_graph()", false, 0);
-		SPI_finish();
+		ruvllm_spi_connect();
+		ruvllm_spi_check(SPI_execute("SELECT ruvllm._drop_graph()", false, 0), SPI_OK_SELECT,
+						 "ruvllm._drop_graph()");
+		ruvllm_spi_check(SPI_finish(), SPI_OK_FINISH, "SPI_finish");
 	}
 	PG_RETURN_NULL();
 }

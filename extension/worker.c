@@ -31,7 +31,6 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/dsm_registry.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
@@ -46,6 +45,7 @@
 #include "utils/wait_event.h"
 
 #include "ruvllm.h"
+#include "support.h"
 
 /* Most databases served at once; bounds both the launcher's table and the shared one. */
 #define MAX_LOOP_DATABASES 64
@@ -86,8 +86,7 @@ typedef struct LoopWorkerSlot
 
 typedef struct LoopWorkersShared
 {
-	int			tranche_id;
-	LWLock		lock;
+	RuvllmShmemHeader hdr;
 	LoopWorkerSlot slots[MAX_LOOP_DATABASES];
 } LoopWorkersShared;
 
@@ -98,22 +97,15 @@ loop_shared_init(void *ptr)
 {
 	LoopWorkersShared *ls = (LoopWorkersShared *) ptr;
 
-	ls->tranche_id = LWLockNewTrancheId();
-	LWLockInitialize(&ls->lock, ls->tranche_id);
 	memset(ls->slots, 0, sizeof(ls->slots));
 }
 
 static LoopWorkersShared *
 loop_attach(void)
 {
-	bool		found;
-
 	if (loop_shared == NULL)
-	{
-		loop_shared = GetNamedDSMSegment("ruvllm_loop_workers", sizeof(LoopWorkersShared),
-										 loop_shared_init, &found);
-		LWLockRegisterTranche(loop_shared->tranche_id, "ruvllm_loop_workers");
-	}
+		loop_shared = ruvllm_attach_shmem("ruvllm_loop_workers", sizeof(LoopWorkersShared),
+										  loop_shared_init);
 	return loop_shared;
 }
 
@@ -124,11 +116,11 @@ loop_claimed_by(const char *dbname)
 	LoopWorkersShared *ls = loop_attach();
 	pid_t		pid = 0;
 
-	LWLockAcquire(&ls->lock, LW_SHARED);
+	LWLockAcquire(&ls->hdr.lock, LW_SHARED);
 	for (int i = 0; i < MAX_LOOP_DATABASES; i++)
 		if (ls->slots[i].pid != 0 && strcmp(NameStr(ls->slots[i].dbname), dbname) == 0)
 			pid = ls->slots[i].pid;
-	LWLockRelease(&ls->lock);
+	LWLockRelease(&ls->hdr.lock);
 	return pid;
 }
 
@@ -139,10 +131,10 @@ loop_release(int code, Datum arg)
 {
 	if (my_slot < 0)
 		return;
-	LWLockAcquire(&loop_shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(&loop_shared->hdr.lock, LW_EXCLUSIVE);
 	if (loop_shared->slots[my_slot].pid == MyProcPid)
 		loop_shared->slots[my_slot].pid = 0;
-	LWLockRelease(&loop_shared->lock);
+	LWLockRelease(&loop_shared->hdr.lock);
 	my_slot = -1;
 }
 
@@ -154,7 +146,7 @@ loop_claim(const char *dbname)
 	int			free_slot = -1;
 	bool		taken = false;
 
-	LWLockAcquire(&ls->lock, LW_EXCLUSIVE);
+	LWLockAcquire(&ls->hdr.lock, LW_EXCLUSIVE);
 	for (int i = 0; i < MAX_LOOP_DATABASES; i++)
 	{
 		if (ls->slots[i].pid == 0)
@@ -171,7 +163,7 @@ loop_claim(const char *dbname)
 		ls->slots[free_slot].pid = MyProcPid;
 		my_slot = free_slot;
 	}
-	LWLockRelease(&ls->lock);
+	LWLockRelease(&ls->hdr.lock);
 	if (my_slot >= 0)
 		before_shmem_exit(loop_release, (Datum) 0);
 	return my_slot >= 0;
@@ -522,9 +514,9 @@ load_schedule(void)
 	schedule_loaded = true;
 	for (int i = 0; i < N_LOOPS; i++)
 		has_run[i] = false;
-	if (SPI_execute("SELECT loop, max(started_at) FROM ruvllm.loop_runs GROUP BY loop", true, 0)
-		!= SPI_OK_SELECT)
-		return;
+	ruvllm_spi_check(SPI_execute("SELECT loop, max(started_at) FROM ruvllm.loop_runs GROUP BY loop",
+								 true, 0),
+					 SPI_OK_SELECT, "reading the loops' schedule");
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
@@ -552,6 +544,36 @@ typedef enum RunResult
 	RUN_FAILED,
 } RunResult;
 
+typedef struct LoopRun
+{
+	int			loop;
+	RunResult	result;
+} LoopRun;
+
+/* Inside ruvllm_run_in_transaction: see run_in_transaction. */
+static void
+run_loop_unit(void *arg)
+{
+	LoopRun    *run = (LoopRun *) arg;
+	Oid			extoid = get_extension_oid("ruvllm", true);
+
+	/*
+	 * Locked as DROP EXTENSION locks it, then looked up again: a concurrent DROP either waits for
+	 * this run, or has finished and the run is skipped, instead of failing half-way.
+	 */
+	if (OidIsValid(extoid))
+		LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
+	if (!OidIsValid(extoid) || get_extension_name(extoid) == NULL)
+		return;
+	/* Installed, whatever fails below; an error before this counts as not installed. */
+	run->result = RUN_FAILED;
+	if (!schedule_loaded)
+		load_schedule();
+	if (run->loop >= 0)
+		ruvllm_spi_check(SPI_execute(loop_sql[run->loop], false, 0), SPI_OK_SELECT, loop_sql[run->loop]);
+	run->result = RUN_DONE;
+}
+
 /*
  * One transaction: checks that the extension is installed, loads the schedule if needed, and runs
  * loop (-1: none). An error is logged and the transaction rolled back; the worker goes on.
@@ -559,46 +581,12 @@ typedef enum RunResult
 static RunResult
 run_in_transaction(int loop)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	volatile RunResult result = RUN_NOT_INSTALLED;
+	LoopRun		run = {loop, RUN_NOT_INSTALLED};
+	ErrorData  *edata;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, loop >= 0 ? loop_sql[loop] : waiting_activity);
-	PG_TRY();
+	edata = ruvllm_run_in_transaction(loop >= 0 ? loop_sql[loop] : waiting_activity, run_loop_unit, &run);
+	if (edata != NULL)
 	{
-		Oid			extoid = get_extension_oid("ruvllm", true);
-
-		SPI_connect();
-		/*
-		 * Locked as DROP EXTENSION locks it, then looked up again: a concurrent DROP either waits
-		 * for this run, or has finished and the run is skipped, instead of failing half-way.
-		 */
-		if (OidIsValid(extoid))
-			LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
-		if (OidIsValid(extoid) && get_extension_name(extoid) != NULL)
-		{
-			/* Installed, whatever fails below; an error before this counts as not installed. */
-			result = RUN_FAILED;
-			if (!schedule_loaded)
-				load_schedule();
-			if (loop >= 0)
-				(void) SPI_execute(loop_sql[loop], false, 0);
-			result = RUN_DONE;
-		}
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
 		ereport(LOG,
 				(errcode(edata->sqlerrcode),
 				 loop >= 0 ?
@@ -610,10 +598,7 @@ run_in_transaction(int loop)
 				 edata->hint ? errhint("%s", edata->hint) : 0));
 		FreeErrorData(edata);
 	}
-	PG_END_TRY();
-	pgstat_report_stat(true);
-	pgstat_report_activity(STATE_IDLE, NULL);
-	return result;
+	return run.result;
 }
 
 static bool
