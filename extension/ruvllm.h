@@ -6,6 +6,9 @@
 extern bool ruvllm_witness_async;
 extern int	ruvllm_witness_writer_idle;
 
+/* Starts writers for witness rows kept in the queue across a restart (witness_queue.c). */
+extern void ruvllm_witness_recover(void);
+
 /* The learning loops' worker. */
 extern char *ruvllm_databases;
 extern int	ruvllm_instant_interval;

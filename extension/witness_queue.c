@@ -3,77 +3,128 @@
  *
  * A witness row must survive the caller's ROLLBACK and a failed call, and must not add latency
  * to the query. So ruvllm_query does not INSERT it: it hands the row (as JSON text) to a ring
- * buffer in shared memory, and a background worker of the same database drains the ring in
- * batches of at most WITNESS_BATCH rows, each batch in its own transaction. Enqueueing is a
- * memcpy under an LWLock and a SetLatch.
+ * buffer of its database, and a background worker of the same database (the writer) drains the
+ * ring in batches of at most WITNESS_BATCH rows, each batch in its own transaction. Enqueueing is
+ * a memcpy under an LWLock and a SetLatch.
  *
- * The shared memory comes from PostgreSQL 17's named DSM registry, and the writer is a dynamic
- * background worker started by the first enqueue in a database, so none of this needs
- * shared_preload_libraries. A writer that has been idle for ruvllm.witness_writer_idle seconds
- * exits, releasing its database connection (a connected worker would block DROP DATABASE).
+ * The rings live in a file of the data directory (WITNESS_FILE) that every process maps shared,
+ * not in shared memory proper: PostgreSQL throws its shared memory away when a backend crashes or
+ * the server stops in immediate mode, but the file's pages stay in the kernel's page cache, so the
+ * rows queued at that moment are still there when the server comes back, and the next writer
+ * writes them. Only a crash of the operating system (or power) loses queued rows: the file is
+ * never fsync'd. pg_stat_tmp, where the file lives, is left out of base backups.
  *
- * What a crash loses: rows still in the ring (not yet committed by the writer) when the server
- * crashes or is stopped with immediate mode. On a clean shutdown the writer drains the ring
- * before it exits. When a row cannot be queued (the ring is full, no worker can be started,
- * or ruvllm.witness_async is off), the enqueue function says so and the caller writes the row
- * synchronously in its own transaction instead.
+ * A row leaves the ring only after the transaction that inserted it committed; that transaction
+ * also records in ruvllm.witness_writer_state how far into the ring it got, so that a crash after
+ * the commit but before the ring moved on does not write the batch twice. The LWLock and the
+ * writer's identity are per server life, in a DSM segment of PostgreSQL 17's named DSM registry.
+ * The writer is a dynamic background worker started by the first enqueue in a database (or by
+ * _witness_queue_stats, and by the launcher at server start, for rows kept across a restart), so
+ * none of this needs shared_preload_libraries. A writer idle for ruvllm.witness_writer_idle
+ * seconds exits, releasing its connection (a connected worker would block DROP DATABASE).
+ *
+ * When a row cannot be queued (the ring is full, no worker can be started, more than
+ * WITNESS_MAX_DATABASES databases have rows in flight, or ruvllm.witness_async is off), the
+ * enqueue function says so and the caller writes the row synchronously in its own transaction.
  */
 #include "postgres.h"
 
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/file_perm.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "port/atomics.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/dsm_registry.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
-#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
-#include "utils/snapmgr.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "ruvllm.h"
+#include "support.h"
 
-#define WITNESS_MAX_DATABASES 16
+/* As many as the loop workers serve (worker.c), so a database with a worker also has a ring. */
+#define WITNESS_MAX_DATABASES 64
 #define WITNESS_RING_BYTES (1024 * 1024)
 #define WITNESS_BATCH 100
+/* Also in python/ruvllm/witness.py, which cuts rows to fit. */
 #define WITNESS_MAX_ROW_BYTES (WITNESS_RING_BYTES / 4)
+/* A batch whose transaction fails is tried this many times (a second apart) before it is lost. */
+#define WITNESS_BATCH_TRIES 3
+
+#define WITNESS_FILE PG_STAT_TMP_DIR "/ruvllm_witness.ring"
+#define WITNESS_FILE_MAGIC UINT64CONST(0x72756c6c6d577131)
+#define WITNESS_FILE_VERSION 1
+#define WITNESS_ENTRY_MAGIC 0x52565731	/* "RVW1" */
+
+/* Each row in a ring: this header, then len bytes of JSON. */
+typedef struct WitnessEntry
+{
+	uint32		magic;
+	uint32		len;
+} WitnessEntry;
 
 typedef struct WitnessRing
 {
+	/* Kept across server restarts (in the file). Counters count rows of this generation. */
 	Oid			dboid;			/* InvalidOid: slot free */
+	uint64		generation;		/* new each time a database claims the slot */
+	uint64		head;			/* bytes ever written (producer position) */
+	uint64		tail;			/* bytes whose rows are committed (or given up) */
+	uint64		queued;			/* rows ever queued */
+	uint64		written;		/* rows done: committed, or given up (those are also in lost) */
+	uint64		lost;			/* rows given up: failed batches, corrupt entries */
+	uint64		rejected;		/* rows refused because the ring was full */
+	uint64		recovered;		/* rows found in the ring when the server last started */
+	TimestampTz last_enqueued_at;
+	TimestampTz last_written_at;
+
+	/* Valid for one server life: reset when the server starts. */
 	int			writer_procno;	/* -1: no writer running */
 	pid_t		writer_pid;
 	bool		writer_starting;	/* a backend has registered a writer that has not attached yet */
 	TimestampTz starting_since;
-	uint64		head;			/* bytes ever written (producer position) */
-	uint64		tail;			/* bytes ever consumed */
-	uint64		queued;			/* rows ever queued */
-	uint64		written;		/* rows ever committed (or discarded) by a writer */
-	uint64		rejected;		/* rows refused because the ring was full */
+
 	char		buf[WITNESS_RING_BYTES];
 } WitnessRing;
 
+typedef struct WitnessFile
+{
+	uint64		magic;
+	uint32		version;
+	uint32		nrings;
+	uint64		size;
+	uint64		next_generation;
+	TimestampTz server_started_at;	/* when this server life first mapped the file */
+	WitnessRing rings[WITNESS_MAX_DATABASES];
+} WitnessFile;
+
 typedef struct WitnessShared
 {
-	int			tranche_id;
-	LWLock		lock;
-	WitnessRing rings[WITNESS_MAX_DATABASES];
+	RuvllmShmemHeader hdr;
+	bool		file_ok;		/* the file could be mapped when the segment was made */
 } WitnessShared;
 
 static WitnessShared *witness_shared = NULL;
+static WitnessFile *witness_file = NULL;
 
 /* GUCs (defined in ruvllm.c) */
 bool		ruvllm_witness_async = true;
@@ -81,48 +132,217 @@ int			ruvllm_witness_writer_idle = 60;
 
 PGDLLEXPORT void ruvllm_witness_writer_main(Datum main_arg);
 
+/* ---------------------------------------------------------------------------------------------
+ * The ring file
+ * ------------------------------------------------------------------------------------------- */
+
+/* Maps the ring file into this process; NULL (and a LOG line) if that fails. */
+static WitnessFile *
+map_ring_file(bool *created)
+{
+	int			fd;
+	struct stat st;
+	void	   *p;
+
+	*created = false;
+	/* initdb makes it; a data directory copied without it still works. */
+	if (MakePGDirectory(PG_STAT_TMP_DIR) != 0 && errno != EEXIST)
+		ereport(LOG, (errcode_for_file_access(),
+					  errmsg("ruvllm: could not create directory \"%s\": %m", PG_STAT_TMP_DIR)));
+	fd = BasicOpenFilePerm(WITNESS_FILE, O_RDWR | O_CREAT | PG_BINARY, pg_file_create_mode);
+	if (fd < 0)
+	{
+		ereport(LOG, (errcode_for_file_access(),
+					  errmsg("ruvllm: could not open witness queue file \"%s\": %m", WITNESS_FILE)));
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 ||
+		((Size) st.st_size != sizeof(WitnessFile) && ftruncate(fd, 0) != 0) ||
+		((Size) st.st_size != sizeof(WitnessFile) && ftruncate(fd, sizeof(WitnessFile)) != 0))
+	{
+		ereport(LOG, (errcode_for_file_access(),
+					  errmsg("ruvllm: could not size witness queue file \"%s\": %m", WITNESS_FILE)));
+		close(fd);
+		return NULL;
+	}
+	*created = (Size) st.st_size != sizeof(WitnessFile);
+	p = mmap(NULL, sizeof(WitnessFile), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+	{
+		ereport(LOG, (errmsg("ruvllm: could not map witness queue file \"%s\": %m", WITNESS_FILE)));
+		return NULL;
+	}
+	return (WitnessFile *) p;
+}
+
+static void
+ring_read(WitnessRing *r, uint64 at, char *out, uint32 len)
+{
+	uint64		pos = at % WITNESS_RING_BYTES;
+	uint32		first = Min((uint64) len, WITNESS_RING_BYTES - pos);
+
+	memcpy(out, r->buf + pos, first);
+	if (first < len)
+		memcpy(out + first, r->buf, len - first);
+}
+
+static void
+ring_write(WitnessRing *r, uint64 at, const char *data, uint32 len)
+{
+	uint64		pos = at % WITNESS_RING_BYTES;
+	uint32		first = Min((uint64) len, WITNESS_RING_BYTES - pos);
+
+	memcpy(r->buf + pos, data, first);
+	if (first < len)
+		memcpy(r->buf, data + first, len - first);
+}
+
+/*
+ * Whether a whole, well-formed entry starts at byte at, below end; its payload length in *len.
+ * Nothing is ever read past end: a length that does not fit is an invalid entry.
+ */
+static bool
+entry_at(WitnessRing *r, uint64 at, uint64 end, uint32 *len)
+{
+	WitnessEntry e;
+
+	*len = 0;
+	if (end - at < sizeof(WitnessEntry))
+		return false;
+	ring_read(r, at, (char *) &e, sizeof(WitnessEntry));
+	*len = e.len;
+	return e.magic == WITNESS_ENTRY_MAGIC && e.len > 0 && e.len <= WITNESS_MAX_ROW_BYTES &&
+		e.len <= end - at - sizeof(WitnessEntry);
+}
+
+/* Counts the whole entries from byte from up to to; *valid_end gets where the last one ends. */
+static uint64
+count_entries(WitnessRing *r, uint64 from, uint64 to, uint64 *valid_end)
+{
+	uint64		n = 0;
+	uint32		len;
+
+	while (entry_at(r, from, to, &len))
+	{
+		from += sizeof(WitnessEntry) + len;
+		n++;
+	}
+	*valid_end = from;
+	return n;
+}
+
+/*
+ * Run once per server life, by the first process to attach (under the DSM registry's lock): the
+ * rows a crash left in the rings are checked and kept, the writers of the last life forgotten.
+ */
 static void
 witness_shared_init(void *ptr)
 {
 	WitnessShared *ws = (WitnessShared *) ptr;
+	bool		created;
+	WitnessFile *f = map_ring_file(&created);
 
-	ws->tranche_id = LWLockNewTrancheId();
-	LWLockInitialize(&ws->lock, ws->tranche_id);
+	ws->file_ok = f != NULL;
+	if (f == NULL)
+		return;
+	if (created || f->magic != WITNESS_FILE_MAGIC || f->version != WITNESS_FILE_VERSION ||
+		f->nrings != WITNESS_MAX_DATABASES || f->size != sizeof(WitnessFile))
+	{
+		if (!created)
+			ereport(LOG, (errmsg("ruvllm: witness queue file \"%s\" is of another layout; starting it afresh",
+								 WITNESS_FILE)));
+		memset(f, 0, offsetof(WitnessFile, rings));
+		for (int i = 0; i < WITNESS_MAX_DATABASES; i++)
+			memset(&f->rings[i], 0, offsetof(WitnessRing, buf));
+		f->version = WITNESS_FILE_VERSION;
+		f->nrings = WITNESS_MAX_DATABASES;
+		f->size = sizeof(WitnessFile);
+		/* Generations stay unique across files: ruvllm.witness_writer_state compares them. */
+		f->next_generation = (uint64) GetCurrentTimestamp();
+		pg_write_barrier();
+		f->magic = WITNESS_FILE_MAGIC;
+	}
+	f->server_started_at = GetCurrentTimestamp();
 	for (int i = 0; i < WITNESS_MAX_DATABASES; i++)
 	{
-		WitnessRing *r = &ws->rings[i];
+		WitnessRing *r = &f->rings[i];
+		uint64		valid_end;
+		uint64		rows;
+		uint64		counted;
 
-		r->dboid = InvalidOid;
 		r->writer_procno = -1;
 		r->writer_pid = 0;
 		r->writer_starting = false;
-		r->head = r->tail = r->queued = r->written = r->rejected = 0;
+		r->recovered = 0;
+		if (r->dboid == InvalidOid)
+			continue;
+		if (r->head < r->tail || r->head - r->tail > WITNESS_RING_BYTES)
+		{
+			ereport(LOG, (errmsg("ruvllm: witness queue of database %u is corrupt; its rows are lost",
+								 r->dboid)));
+			r->head = r->tail;
+		}
+		rows = count_entries(r, r->tail, r->head, &valid_end);
+		if (valid_end != r->head)
+		{
+			/* A torn entry: its writer died while copying it, before it was queued. */
+			ereport(LOG, (errmsg("ruvllm: witness queue of database %u: %llu bytes past its last whole row dropped",
+								 r->dboid, (unsigned long long) (r->head - valid_end))));
+			r->head = valid_end;
+		}
+		counted = r->queued - r->written;
+		if (counted != rows)
+		{
+			/* The counters were being updated when the process died: the ring is the truth. */
+			if (counted > rows)
+			{
+				r->lost += counted - rows;
+				r->written += counted - rows;
+			}
+			else
+				r->queued = r->written + rows;
+		}
+		r->recovered = rows;
+		if (rows > 0)
+			ereport(LOG, (errmsg("ruvllm: %llu witness rows of database %u were kept in the queue across the restart",
+								 (unsigned long long) rows, r->dboid)));
 	}
+	witness_file = f;
 }
 
+/* Attaches to the witness queue; NULL when its file cannot be mapped (rows are then written
+ * synchronously). */
 static WitnessShared *
 witness_attach(void)
 {
-	bool		found;
-
 	if (witness_shared == NULL)
+		witness_shared = ruvllm_attach_shmem("ruvllm_witness_queue_v2", sizeof(WitnessShared),
+											 witness_shared_init);
+	if (!witness_shared->file_ok)
+		return NULL;
+	if (witness_file == NULL)
 	{
-		witness_shared = GetNamedDSMSegment("ruvllm_witness_queue", sizeof(WitnessShared),
-											witness_shared_init, &found);
-		LWLockRegisterTranche(witness_shared->tranche_id, "ruvllm_witness_queue");
+		bool		created;
+
+		witness_file = map_ring_file(&created);
+		if (witness_file == NULL)
+			return NULL;
 	}
 	return witness_shared;
 }
 
+#define witness_lock (&witness_shared->hdr.lock)
+
 /* The ring of a database, claimed if free and create is set. Caller holds the lock. */
 static WitnessRing *
-witness_ring(WitnessShared *ws, Oid dboid, bool create)
+witness_ring(Oid dboid, bool create)
 {
 	WitnessRing *free_ring = NULL;
 
 	for (int i = 0; i < WITNESS_MAX_DATABASES; i++)
 	{
-		WitnessRing *r = &ws->rings[i];
+		WitnessRing *r = &witness_file->rings[i];
 
 		if (r->dboid == dboid)
 			return r;
@@ -133,39 +353,22 @@ witness_ring(WitnessShared *ws, Oid dboid, bool create)
 	}
 	if (create && free_ring != NULL)
 	{
-		free_ring->dboid = dboid;
-		free_ring->head = free_ring->tail = 0;
-		free_ring->queued = free_ring->written = free_ring->rejected = 0;
-		free_ring->writer_procno = -1;
-		free_ring->writer_pid = 0;
-		free_ring->writer_starting = false;
-		return free_ring;
+		WitnessRing *r = free_ring;
+
+		r->dboid = InvalidOid;
+		pg_write_barrier();
+		r->generation = witness_file->next_generation++;
+		r->head = r->tail = 0;
+		r->queued = r->written = r->lost = r->rejected = r->recovered = 0;
+		r->last_enqueued_at = r->last_written_at = 0;
+		r->writer_procno = -1;
+		r->writer_pid = 0;
+		r->writer_starting = false;
+		pg_write_barrier();
+		r->dboid = dboid;
+		return r;
 	}
 	return NULL;
-}
-
-static void
-ring_put(WitnessRing *r, const char *data, uint32 len)
-{
-	uint64		pos = r->head % WITNESS_RING_BYTES;
-	uint32		first = Min((uint64) len, WITNESS_RING_BYTES - pos);
-
-	memcpy(r->buf + pos, data, first);
-	if (first < len)
-		memcpy(r->buf, data + first, len - first);
-	r->head += len;
-}
-
-static void
-ring_get(WitnessRing *r, char *out, uint32 len)
-{
-	uint64		pos = r->tail % WITNESS_RING_BYTES;
-	uint32		first = Min((uint64) len, WITNESS_RING_BYTES - pos);
-
-	memcpy(out, r->buf + pos, first);
-	if (first < len)
-		memcpy(out + first, r->buf, len - first);
-	r->tail += len;
 }
 
 static bool
@@ -182,7 +385,7 @@ writer_alive(WitnessRing *r)
 }
 
 static bool
-start_writer(void)
+start_writer(Oid dboid)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -193,11 +396,62 @@ start_writer(void)
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, MAXPGPATH, "ruvllm");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ruvllm_witness_writer_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "ruvllm witness writer for database %u", MyDatabaseId);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "ruvllm witness writer for database %u", dboid);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "ruvllm witness writer");
-	worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
 	worker.bgw_notify_pid = 0;
 	return RegisterDynamicBackgroundWorker(&worker, &handle);
+}
+
+/*
+ * Makes sure a writer runs for r (whose database is dboid) if rows wait in it. Takes the lock
+ * itself; false if a writer was needed and could not be registered.
+ */
+static bool
+ensure_writer(WitnessRing *r, Oid dboid, bool even_if_empty)
+{
+	bool		need;
+
+	LWLockAcquire(witness_lock, LW_EXCLUSIVE);
+	need = r->dboid == dboid && (even_if_empty || r->head != r->tail) && !writer_alive(r);
+	if (need)
+	{
+		r->writer_starting = true;
+		r->starting_since = GetCurrentTimestamp();
+	}
+	LWLockRelease(witness_lock);
+	if (!need)
+		return true;
+	if (start_writer(dboid))
+		return true;
+	LWLockAcquire(witness_lock, LW_EXCLUSIVE);
+	if (r->dboid == dboid)
+		r->writer_starting = false;
+	LWLockRelease(witness_lock);
+	ereport(DEBUG1, (errmsg("ruvllm: no background worker slot for the witness writer")));
+	return false;
+}
+
+/*
+ * Called by the launcher when the server starts: rows kept across a restart get their writers
+ * without waiting for the next query in their database.
+ */
+void
+ruvllm_witness_recover(void)
+{
+	if (witness_attach() == NULL)
+		return;
+	for (int i = 0; i < WITNESS_MAX_DATABASES; i++)
+	{
+		WitnessRing *r = &witness_file->rings[i];
+		Oid			dboid;
+
+		LWLockAcquire(witness_lock, LW_SHARED);
+		dboid = r->head != r->tail ? r->dboid : InvalidOid;
+		LWLockRelease(witness_lock);
+		if (OidIsValid(dboid))
+			(void) ensure_writer(r, dboid, false);
+	}
 }
 
 /*
@@ -217,12 +471,12 @@ stamp_bound_tenant(text *row)
 		return row;
 	values[0] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
 	values[1] = PointerGetDatum(row);
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT pg_catalog.jsonb_set($2::pg_catalog.jsonb, "
-							  "'{tenant}'::pg_catalog.text[], pg_catalog.to_jsonb(t.bound))::pg_catalog.text "
-							  "FROM ruvllm._tenant_lookup($1, '') t WHERE t.bound IS NOT NULL",
-							  2, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "ruvllm: could not look up the caller's tenant");
+	ruvllm_spi_connect();
+	ruvllm_spi_check(SPI_execute_with_args("SELECT pg_catalog.jsonb_set($2::pg_catalog.jsonb, "
+										   "'{tenant}'::pg_catalog.text[], pg_catalog.to_jsonb(t.bound))::pg_catalog.text "
+										   "FROM ruvllm._tenant_lookup($1, '') t WHERE t.bound IS NOT NULL",
+										   2, argtypes, values, NULL, true, 1),
+					 SPI_OK_SELECT, "looking up the caller's tenant");
 	if (SPI_processed == 1)
 	{
 		bool		isnull;
@@ -231,7 +485,7 @@ stamp_bound_tenant(text *row)
 		if (!isnull)
 			result = DatumGetTextPP(SPI_datumTransfer(stamped, false, -1));
 	}
-	SPI_finish();
+	ruvllm_spi_check(SPI_finish(), SPI_OK_FINISH, "SPI_finish");
 	return result;
 }
 
@@ -240,16 +494,17 @@ PG_FUNCTION_INFO_V1(ruvllm_witness_enqueue);
 /*
  * ruvllm._witness_enqueue(row text) → boolean: true when the row is queued for the writer,
  * false when the caller must write it itself.
+ *
+ * The writer is registered before the row goes in: a row is never put in and then taken out
+ * again, as taking it out could cut another backend's row.
  */
 Datum
 ruvllm_witness_enqueue(PG_FUNCTION_ARGS)
 {
 	text	   *row = PG_GETARG_TEXT_PP(0);
 	uint32		len = VARSIZE_ANY_EXHDR(row);
-	WitnessShared *ws;
 	WitnessRing *r;
 	bool		queued = false;
-	bool		need_writer = false;
 	int			procno = -1;
 
 	if (!ruvllm_witness_async || len == 0 || len > WITNESS_MAX_ROW_BYTES)
@@ -258,44 +513,42 @@ ruvllm_witness_enqueue(PG_FUNCTION_ARGS)
 	len = VARSIZE_ANY_EXHDR(row);
 	if (len > WITNESS_MAX_ROW_BYTES)
 		PG_RETURN_BOOL(false);
-	ws = witness_attach();
+	if (witness_attach() == NULL)
+		PG_RETURN_BOOL(false);
 
-	LWLockAcquire(&ws->lock, LW_EXCLUSIVE);
-	r = witness_ring(ws, MyDatabaseId, true);
-	if (r != NULL)
+	/* Twice at most: the second time the writer registered the first time is there. */
+	for (int attempt = 0; attempt < 2; attempt++)
 	{
-		if (!writer_alive(r))
-		{
-			r->writer_starting = true;
-			r->starting_since = GetCurrentTimestamp();
-			need_writer = true;
-		}
-		if (WITNESS_RING_BYTES - (r->head - r->tail) >= len + sizeof(uint32))
-		{
-			ring_put(r, (const char *) &len, sizeof(uint32));
-			ring_put(r, VARDATA_ANY(row), len);
-			r->queued++;
-			queued = true;
-		}
-		else
-			r->rejected++;
-		procno = r->writer_procno;
-	}
-	LWLockRelease(&ws->lock);
+		bool		alive;
 
-	if (need_writer && !start_writer())
-	{
-		/* No worker slot: take the row back out if nobody consumed it, and let the caller write. */
-		LWLockAcquire(&ws->lock, LW_EXCLUSIVE);
-		r->writer_starting = false;
-		if (queued && r->writer_procno < 0 && r->head >= r->tail + len + sizeof(uint32))
+		LWLockAcquire(witness_lock, LW_EXCLUSIVE);
+		r = witness_ring(MyDatabaseId, true);
+		alive = r != NULL && writer_alive(r);
+		if (alive)
 		{
-			r->head -= len + sizeof(uint32);
-			r->queued--;
-			queued = false;
+			if (WITNESS_RING_BYTES - (r->head - r->tail) >= len + sizeof(WitnessEntry))
+			{
+				WitnessEntry e = {WITNESS_ENTRY_MAGIC, len};
+
+				ring_write(r, r->head, (const char *) &e, sizeof(e));
+				ring_write(r, r->head + sizeof(e), VARDATA_ANY(row), len);
+				/* The row counts once it is whole: a process killed mid-copy leaves no torn row. */
+				pg_write_barrier();
+				r->head += sizeof(e) + len;
+				r->queued++;
+				r->last_enqueued_at = GetCurrentTimestamp();
+				queued = true;
+			}
+			else
+				r->rejected++;
+			procno = r->writer_procno;
 		}
-		LWLockRelease(&ws->lock);
-		ereport(DEBUG1, (errmsg("ruvllm: no background worker slot for the witness writer")));
+		LWLockRelease(witness_lock);
+		if (r == NULL || alive)
+			break;
+		/* No writer: register one, or write synchronously. */
+		if (!ensure_writer(r, MyDatabaseId, true))
+			break;
 	}
 	if (queued && procno >= 0)
 		SetLatch(&GetPGProcByNumber(procno)->procLatch);
@@ -305,31 +558,60 @@ ruvllm_witness_enqueue(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(ruvllm_witness_queue_stats);
 
 /*
- * ruvllm._witness_queue_stats() → (queued, written, rejected, pending_bytes, writer_pid) for the
- * current database: what ruvllm_witness_flush waits on and ruvllm_health reports.
+ * ruvllm._witness_queue_stats() → this database's queue: what ruvllm_witness_flush waits on and
+ * ruvllm_health reports. Rows waiting without a writer (kept across a restart) get one started.
+ * Columns past those the SQL declares are left out, so an older SQL definition still works.
  */
 Datum
 ruvllm_witness_queue_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[5];
-	bool		nulls[5] = {0};
-	WitnessShared *ws = witness_attach();
-	WitnessRing *r;
+	Datum		values[12] = {0};
+	bool		nulls[12] = {0};
+	WitnessRing *r = NULL;
+	bool		pending = false;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	if (tupdesc->natts > lengthof(values))
+		elog(ERROR, "ruvllm._witness_queue_stats: more columns than the library knows");
 	tupdesc = BlessTupleDesc(tupdesc);
 
-	LWLockAcquire(&ws->lock, LW_SHARED);
-	r = witness_ring(ws, MyDatabaseId, false);
-	values[0] = Int64GetDatum(r ? (int64) r->queued : 0);
-	values[1] = Int64GetDatum(r ? (int64) r->written : 0);
-	values[2] = Int64GetDatum(r ? (int64) r->rejected : 0);
-	values[3] = Int64GetDatum(r ? (int64) (r->head - r->tail) : 0);
-	values[4] = Int32GetDatum(r && r->writer_procno >= 0 ? r->writer_pid : 0);
-	nulls[4] = !(r && r->writer_procno >= 0);
-	LWLockRelease(&ws->lock);
+	if (witness_attach() != NULL)
+	{
+		LWLockAcquire(witness_lock, LW_SHARED);
+		r = witness_ring(MyDatabaseId, false);
+		if (r != NULL)
+		{
+			bool		writer = r->writer_procno >= 0;
+
+			values[0] = Int64GetDatum((int64) r->queued);
+			values[1] = Int64GetDatum((int64) r->written);
+			values[2] = Int64GetDatum((int64) r->rejected);
+			values[3] = Int64GetDatum((int64) (r->head - r->tail));
+			values[4] = Int32GetDatum(writer ? r->writer_pid : 0);
+			nulls[4] = !writer;
+			values[5] = Int64GetDatum((int64) r->lost);
+			values[6] = Int64GetDatum((int64) (r->queued - r->written));
+			values[7] = Int64GetDatum((int64) r->recovered);
+			values[8] = Int64GetDatum((int64) r->generation);
+			values[9] = TimestampTzGetDatum(r->last_enqueued_at);
+			nulls[9] = r->last_enqueued_at == 0;
+			values[10] = TimestampTzGetDatum(r->last_written_at);
+			nulls[10] = r->last_written_at == 0;
+			values[11] = TimestampTzGetDatum(witness_file->server_started_at);
+			pending = r->head != r->tail && !writer;
+		}
+		LWLockRelease(witness_lock);
+	}
+	if (r == NULL)
+	{
+		for (int i = 0; i < lengthof(values); i++)
+			values[i] = Int64GetDatum(0);
+		nulls[4] = nulls[8] = nulls[9] = nulls[10] = nulls[11] = true;
+	}
+	if (pending)
+		(void) ensure_writer(r, MyDatabaseId, false);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
@@ -339,97 +621,242 @@ ruvllm_witness_queue_stats(PG_FUNCTION_ARGS)
  * ------------------------------------------------------------------------------------------- */
 
 static WitnessRing *writer_ring = NULL;
+static uint64 writer_generation = 0;
+
+/* A batch taken from the ring: rows between the ring's tail and end. */
+typedef struct WitnessBatch
+{
+	Datum		rows;			/* text[] */
+	int			n;
+	uint64		end;			/* the ring's tail once the batch is done */
+	uint64		queued;			/* the ring's queued count when the batch was taken */
+	uint64		corrupt_rows;	/* rows given up with a corrupt entry */
+	int			inserted;		/* set by write_batch_unit */
+} WitnessBatch;
 
 static void
 writer_detach(int code, Datum arg)
 {
 	if (writer_ring == NULL)
 		return;
-	LWLockAcquire(&witness_shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(witness_lock, LW_EXCLUSIVE);
 	if (writer_ring->writer_procno == MyProcNumber)
 	{
 		writer_ring->writer_procno = -1;
 		writer_ring->writer_pid = 0;
 	}
-	LWLockRelease(&witness_shared->lock);
+	LWLockRelease(witness_lock);
 }
 
-/* Pops up to WITNESS_BATCH rows into a text[] Datum; *n gets the count. */
-static Datum
-pop_batch(int *n)
+/*
+ * Copies up to WITNESS_BATCH rows from the ring's tail into b (in the current memory context),
+ * leaving them in the ring until they are committed. Only the writer moves the tail, so a shared
+ * lock is enough. A corrupt entry is logged, and it and everything queued after it so far is
+ * given up: where the next row starts cannot be known.
+ */
+static void
+take_batch(WitnessBatch *b)
 {
 	Datum	   *rows = palloc(sizeof(Datum) * WITNESS_BATCH);
-	int			count = 0;
+	uint64		pos;
+	uint64		head;
 
-	LWLockAcquire(&witness_shared->lock, LW_EXCLUSIVE);
-	while (count < WITNESS_BATCH && writer_ring->head - writer_ring->tail >= sizeof(uint32))
+	memset(b, 0, sizeof(*b));
+	LWLockAcquire(witness_lock, LW_SHARED);
+	pos = writer_ring->tail;
+	head = writer_ring->head;
+	b->queued = writer_ring->queued;
+	while (b->n < WITNESS_BATCH && pos != head)
 	{
 		uint32		len;
 		text	   *t;
 
-		ring_get(writer_ring, (char *) &len, sizeof(uint32));
+		if (!entry_at(writer_ring, pos, head, &len))
+		{
+			b->corrupt_rows = (writer_ring->queued - writer_ring->written) - b->n;
+			ereport(LOG,
+					(errmsg("ruvllm witness writer: corrupt entry in the queue of database %u (length %u, %llu bytes waiting); %llu rows given up",
+							MyDatabaseId, len, (unsigned long long) (head - pos),
+							(unsigned long long) b->corrupt_rows)));
+			pos = head;
+			break;
+		}
 		t = (text *) palloc(len + VARHDRSZ);
 		SET_VARSIZE(t, len + VARHDRSZ);
-		ring_get(writer_ring, VARDATA(t), len);
-		rows[count++] = PointerGetDatum(t);
+		ring_read(writer_ring, pos + sizeof(WitnessEntry), VARDATA(t), len);
+		rows[b->n++] = PointerGetDatum(t);
+		pos += sizeof(WitnessEntry) + len;
 	}
-	LWLockRelease(&witness_shared->lock);
-	*n = count;
-	if (count == 0)
-		return (Datum) 0;
-	return PointerGetDatum(construct_array_builtin(rows, count, TEXTOID));
+	LWLockRelease(witness_lock);
+	b->end = pos;
+	if (b->n > 0)
+		b->rows = PointerGetDatum(construct_array_builtin(rows, b->n, TEXTOID));
 }
 
-static void
-mark_written(int n)
+static bool
+extension_installed(void)
 {
-	LWLockAcquire(&witness_shared->lock, LW_EXCLUSIVE);
-	writer_ring->written += n;
-	LWLockRelease(&witness_shared->lock);
+	ruvllm_spi_check(SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'ruvllm'",
+								 true, 1), SPI_OK_SELECT, "looking for the extension");
+	return SPI_processed == 1;
 }
 
-/* One batch, one transaction. A failure is logged and the worker goes on. */
-static void
-write_batch(Datum batch, int n)
+/* The writer's state table exists from 0.3.0; a database not yet upgraded has none. */
+static bool
+state_table_exists(void)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
+	bool		isnull;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "ruvllm: writing witness rows");
-	PG_TRY();
+	ruvllm_spi_check(SPI_execute("SELECT pg_catalog.to_regclass('ruvllm.witness_writer_state') IS NOT NULL",
+								 true, 1), SPI_OK_SELECT, "looking for ruvllm.witness_writer_state");
+	return SPI_processed == 1 && DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+															SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Inside ruvllm_run_in_transaction: inserts the batch and records how far the ring is done. */
+static void
+write_batch_unit(void *arg)
+{
+	WitnessBatch *b = (WitnessBatch *) arg;
+
+	b->inserted = 0;
+	if (!extension_installed())
+	{
+		/* The extension may have been dropped since the rows were queued. */
+		ereport(LOG, (errmsg("ruvllm witness writer: extension not installed, %d rows discarded", b->n)));
+		return;
+	}
+	if (b->n > 0)
 	{
 		Oid			argtypes[1] = {TEXTARRAYOID};
-		Datum		args[1] = {batch};
+		Datum		args[1] = {b->rows};
+		bool		isnull;
 
-		SPI_connect();
-		/* The extension may have been dropped since the rows were queued. */
-		if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'ruvllm'", true, 1) ==
-			SPI_OK_SELECT && SPI_processed == 1)
-			SPI_execute_with_args("SELECT ruvllm._witness_write($1)", 1, argtypes, args, NULL,
-								  false, 0);
-		else
-			ereport(LOG, (errmsg("ruvllm witness writer: extension not installed, %d rows discarded", n)));
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		ruvllm_spi_check(SPI_execute_with_args("SELECT ruvllm._witness_write($1)", 1, argtypes, args,
+											   NULL, false, 1),
+						 SPI_OK_SELECT, "ruvllm._witness_write");
+		b->inserted = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+												  &isnull));
+		if (isnull)
+			b->inserted = 0;
 	}
-	PG_CATCH();
+	if (state_table_exists())
 	{
-		ErrorData  *edata;
+		Oid			argtypes[5] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
+		Datum		args[5];
+		uint64		done;
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		ereport(LOG, (errmsg("ruvllm witness writer: %d rows lost: %s", n, edata->message)));
-		FreeErrorData(edata);
+		LWLockAcquire(witness_lock, LW_SHARED);
+		done = writer_ring->written;
+		LWLockRelease(witness_lock);
+		args[0] = Int64GetDatum((int64) writer_generation);
+		args[1] = Int64GetDatum((int64) b->end);
+		args[2] = Int64GetDatum((int64) b->queued);
+		args[3] = Int64GetDatum((int64) (done + b->n + b->corrupt_rows));
+		args[4] = Int64GetDatum((int64) b->inserted);
+		ruvllm_spi_check(SPI_execute_with_args(
+						 "INSERT INTO ruvllm.witness_writer_state AS s (ring_generation, ring_tail, "
+						 "rows_queued, rows_done, rows_written_total, last_written_at) "
+						 "VALUES ($1, $2, $3, $4, $5, pg_catalog.now()) "
+						 "ON CONFLICT (singleton) DO UPDATE SET ring_generation = excluded.ring_generation, "
+						 "ring_tail = excluded.ring_tail, rows_queued = excluded.rows_queued, "
+						 "rows_done = excluded.rows_done, "
+						 "rows_written_total = s.rows_written_total + excluded.rows_written_total, "
+						 "last_written_at = CASE WHEN excluded.rows_written_total > 0 "
+						 "THEN excluded.last_written_at ELSE s.last_written_at END",
+						 5, argtypes, args, NULL, false, 0),
+						 SPI_OK_INSERT, "updating ruvllm.witness_writer_state");
 	}
-	PG_END_TRY();
-	pgstat_report_stat(true);
-	pgstat_report_activity(STATE_IDLE, NULL);
-	mark_written(n);
+}
+
+/*
+ * Writes one batch in its own transaction, tried WITNESS_BATCH_TRIES times; then moves the ring's
+ * tail past it. Rows of a batch that keeps failing are logged as lost, and the writer goes on.
+ */
+static void
+write_batch(WitnessBatch *b)
+{
+	ErrorData  *edata = NULL;
+	int			tries = 0;
+
+	for (;;)
+	{
+		edata = ruvllm_run_in_transaction("ruvllm: writing witness rows", write_batch_unit, b);
+		if (edata == NULL || ++tries >= WITNESS_BATCH_TRIES || ShutdownRequestPending)
+			break;
+		ereport(LOG, (errmsg("ruvllm witness writer: writing %d rows failed, trying again: %s",
+							 b->n, edata->message)));
+		FreeErrorData(edata);
+		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (edata != NULL)
+	{
+		ereport(LOG, (errmsg("ruvllm witness writer: %d rows lost: %s", b->n, edata->message)));
+		FreeErrorData(edata);
+		b->inserted = 0;
+	}
+	LWLockAcquire(witness_lock, LW_EXCLUSIVE);
+	writer_ring->tail = b->end;
+	writer_ring->written += b->n + b->corrupt_rows;
+	writer_ring->lost += (b->n - b->inserted) + b->corrupt_rows;
+	if (b->inserted > 0)
+		writer_ring->last_written_at = GetCurrentTimestamp();
+	LWLockRelease(witness_lock);
+}
+
+/* Inside ruvllm_run_in_transaction: where the last writer's committed batches got to. */
+static void
+read_resume_point_unit(void *arg)
+{
+	uint64	   *resume = (uint64 *) arg;
+	bool		isnull;
+
+	*resume = 0;
+	if (!extension_installed() || !state_table_exists())
+		return;
+	ruvllm_spi_check(SPI_execute("SELECT ring_generation, ring_tail FROM ruvllm.witness_writer_state",
+								 true, 1), SPI_OK_SELECT, "reading ruvllm.witness_writer_state");
+	if (SPI_processed == 1 &&
+		(uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) ==
+		writer_generation && !isnull)
+		*resume = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+													   &isnull));
+}
+
+/*
+ * A batch committed just before a crash is still in the ring (its tail had not moved yet): the
+ * state table says so, and the ring moves past it instead of writing it twice.
+ */
+static void
+skip_committed_rows(void)
+{
+	uint64		resume = 0;
+	ErrorData  *edata = ruvllm_run_in_transaction("ruvllm: resuming the witness queue",
+												  read_resume_point_unit, &resume);
+
+	if (edata != NULL)
+	{
+		ereport(LOG, (errmsg("ruvllm witness writer: could not read where writing stopped: %s",
+							 edata->message)));
+		FreeErrorData(edata);
+		return;
+	}
+	LWLockAcquire(witness_lock, LW_EXCLUSIVE);
+	if (resume > writer_ring->tail && resume <= writer_ring->head)
+	{
+		uint64		valid_end;
+		uint64		rows = count_entries(writer_ring, writer_ring->tail, resume, &valid_end);
+
+		if (valid_end == resume)
+		{
+			writer_ring->tail = resume;
+			writer_ring->written += rows;
+			ereport(LOG, (errmsg("ruvllm witness writer: %llu rows committed before the restart are not written again",
+								 (unsigned long long) rows)));
+		}
+	}
+	LWLockRelease(witness_lock);
 }
 
 void
@@ -437,32 +864,41 @@ ruvllm_witness_writer_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
 	TimestampTz idle_since = GetCurrentTimestamp();
+	MemoryContext batch_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	/* A server-wide statement or lock timeout must not make the writer give rows up. */
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 
-	witness_attach();
-	LWLockAcquire(&witness_shared->lock, LW_EXCLUSIVE);
-	writer_ring = witness_ring(witness_shared, dboid, false);
+	if (witness_attach() == NULL)
+		proc_exit(1);
+	LWLockAcquire(witness_lock, LW_EXCLUSIVE);
+	writer_ring = witness_ring(dboid, false);
 	if (writer_ring != NULL && writer_ring->writer_procno < 0)
 	{
 		writer_ring->writer_procno = MyProcNumber;
 		writer_ring->writer_pid = MyProcPid;
 		writer_ring->writer_starting = false;
+		writer_generation = writer_ring->generation;
 	}
 	else
 		writer_ring = NULL;		/* another writer serves this database */
-	LWLockRelease(&witness_shared->lock);
+	LWLockRelease(witness_lock);
 	if (writer_ring == NULL)
 		proc_exit(0);
 	before_shmem_exit(writer_detach, (Datum) 0);
+	/* Each batch's rows are copied here, and all of it freed before the next batch. */
+	batch_cxt = AllocSetContextCreate(TopMemoryContext, "ruvllm witness batch", ALLOCSET_DEFAULT_SIZES);
+	skip_committed_rows();
 
 	for (;;)
 	{
-		int			n;
-		Datum		batch;
+		WitnessBatch batch;
+		MemoryContext old;
 
 		ResetLatch(MyLatch);
 		if (ConfigReloadPending)
@@ -470,13 +906,18 @@ ruvllm_witness_writer_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		batch = pop_batch(&n);
-		if (n > 0)
+		MemoryContextReset(batch_cxt);
+		old = MemoryContextSwitchTo(batch_cxt);
+		take_batch(&batch);
+		if (batch.end != writer_ring->tail)
 		{
-			write_batch(batch, n);
+			write_batch(&batch);
+			MemoryContextSwitchTo(old);
 			idle_since = GetCurrentTimestamp();
 			continue;			/* more may be waiting: drain before sleeping */
 		}
+		MemoryContextSwitchTo(old);
+
 		/*
 		 * Drained: on shutdown, or after a long idle spell, give the connection back. The ring is
 		 * checked again under the lock that enqueuers take, so no row is left behind with no
@@ -488,7 +929,7 @@ ruvllm_witness_writer_main(Datum main_arg)
 		{
 			bool		empty;
 
-			LWLockAcquire(&witness_shared->lock, LW_EXCLUSIVE);
+			LWLockAcquire(witness_lock, LW_EXCLUSIVE);
 			empty = writer_ring->head == writer_ring->tail;
 			if (empty)
 			{
@@ -496,7 +937,7 @@ ruvllm_witness_writer_main(Datum main_arg)
 				writer_ring->writer_pid = 0;
 				writer_ring = NULL;
 			}
-			LWLockRelease(&witness_shared->lock);
+			LWLockRelease(witness_lock);
 			if (empty)
 				break;
 			continue;

@@ -450,6 +450,7 @@ ruvllm_launcher_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	wait_event = WaitEventExtensionNew("RuvllmLauncherMain");
 	loop_attach();
+	ruvllm_witness_recover();
 	launcher_read_databases();
 
 	for (;;)

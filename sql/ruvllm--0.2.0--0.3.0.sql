@@ -438,3 +438,43 @@ CREATE POLICY tenant_rows ON ruvllm.patterns
 CREATE POLICY admin_rows ON ruvllm.patterns TO ruvllm_admin USING (true) WITH CHECK (true);
 COMMENT ON POLICY tenant_rows ON ruvllm.patterns IS 'The pattern bank of the session''s tenant only: no tenant''s routing reads clusters of another''s questions.';
 COMMENT ON POLICY admin_rows ON ruvllm.patterns IS 'ruvllm_admin sees every tenant''s pattern bank.';
+-- The witness queue survives a backend crash and an immediate shutdown, and accounts for what it
+-- did: _witness_queue_stats has more columns, and the writer records its progress in a table.
+DROP FUNCTION ruvllm._witness_queue_stats();
+CREATE FUNCTION ruvllm._witness_queue_stats(OUT queued bigint, OUT written bigint, OUT rejected bigint,
+                                            OUT pending_bytes bigint, OUT writer_pid integer,
+                                            OUT lost bigint, OUT pending_rows bigint,
+                                            OUT recovered bigint, OUT ring_generation bigint,
+                                            OUT last_enqueued_at timestamptz,
+                                            OUT last_written_at timestamptz,
+                                            OUT server_started_at timestamptz)
+    AS 'MODULE_PATHNAME', 'ruvllm_witness_queue_stats' LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION ruvllm._witness_queue_stats() IS
+    'This database''s witness queue: rows queued and done (committed or given up) since its ring was claimed, rows refused, bytes and rows waiting, the writer''s pid, rows given up, rows kept across the last restart; starts a writer for rows waiting without one (internal).';
+
+-- Written by the witness writer in the transaction of each batch (extension/witness_queue.c).
+CREATE TABLE ruvllm.witness_writer_state (
+    singleton          boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    ring_generation    bigint NOT NULL,
+    ring_tail          bigint NOT NULL,
+    rows_queued        bigint NOT NULL,
+    rows_done          bigint NOT NULL,
+    rows_written_total bigint NOT NULL DEFAULT 0,
+    last_written_at    timestamptz
+);
+COMMENT ON TABLE ruvllm.witness_writer_state IS
+    'How far the witness writer got, committed with each batch: where a restarted writer resumes, and what ruvllm_health compares with the queue after a restart (one row).';
+COMMENT ON COLUMN ruvllm.witness_writer_state.singleton IS 'Always true: the table has one row.';
+COMMENT ON COLUMN ruvllm.witness_writer_state.ring_generation IS 'The queue ring the counts below belong to (ruvllm._witness_queue_stats().ring_generation).';
+COMMENT ON COLUMN ruvllm.witness_writer_state.ring_tail IS 'Byte position in that ring up to which rows are committed.';
+COMMENT ON COLUMN ruvllm.witness_writer_state.rows_queued IS 'Rows queued in that ring when the last batch was taken.';
+COMMENT ON COLUMN ruvllm.witness_writer_state.rows_done IS 'Rows of that ring committed or given up, the last batch included.';
+COMMENT ON COLUMN ruvllm.witness_writer_state.rows_written_total IS 'Rows the witness writers of this database have committed, over all rings.';
+COMMENT ON COLUMN ruvllm.witness_writer_state.last_written_at IS 'When a batch last committed rows.';
+
+REVOKE ALL ON FUNCTION ruvllm._witness_queue_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ruvllm._witness_queue_stats() TO ruvllm_user;
+GRANT EXECUTE ON FUNCTION ruvllm._witness_queue_stats() TO ruvllm_admin;
+GRANT ALL ON ruvllm.witness_writer_state TO ruvllm_admin;
+COMMENT ON FUNCTION public.ruvllm_witness_flush(integer) IS
+    'Waits until every witness row queued so far in this database is committed (or given up, see ruvllm_health); false if timeout_ms passed first.';
