@@ -1,5 +1,5 @@
 """Health and metrics for operators: ruvllm_health() and ruvllm_metrics()."""
-from . import models
+from . import models, witness
 from .sqlglue import planner
 
 _plan = planner()
@@ -37,11 +37,8 @@ def health(plpy):
     checks["models"] = loadable
     if not any(e["ok"] and e["enabled"] for e in loadable.values()):
         problems.append(("critical", "no enabled model can be loaded"))
-    q = plpy.execute("SELECT * FROM ruvllm._witness_queue_stats()")[0]
-    checks["witness_queue"] = {"queued": q["queued"], "written": q["written"], "rejected": q["rejected"],
-                               "pending_bytes": q["pending_bytes"], "writer_pid": q["writer_pid"]}
-    if q["pending_bytes"] > 512 * 1024:
-        problems.append(("degraded", "witness queue more than half full"))
+    checks["witness_queue"], queue_problems = witness.queue_health(plpy)
+    problems.extend(queue_problems)
     workers = plpy.execute("""
         SELECT count(*) FILTER (WHERE backend_type = 'ruvllm worker' AND datname = current_database()) AS worker,
                count(*) FILTER (WHERE backend_type = 'ruvllm launcher') AS launcher
