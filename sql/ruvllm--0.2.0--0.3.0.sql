@@ -476,5 +476,7 @@ REVOKE ALL ON FUNCTION ruvllm._witness_queue_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ruvllm._witness_queue_stats() TO ruvllm_user;
 GRANT EXECUTE ON FUNCTION ruvllm._witness_queue_stats() TO ruvllm_admin;
 GRANT ALL ON ruvllm.witness_writer_state TO ruvllm_admin;
+-- Dumped, so a restored database knows what the writer had committed when the dump was taken.
+SELECT pg_catalog.pg_extension_config_dump('ruvllm.witness_writer_state', '');
 COMMENT ON FUNCTION public.ruvllm_witness_flush(integer) IS
     'Waits until every witness row queued so far in this database is committed (or given up, see ruvllm_health); false if timeout_ms passed first.';

@@ -1440,7 +1440,8 @@ BEGIN
         'ruvllm_graph."Follows"', 'ruvllm_graph."Follows_id_seq"',
         'ruvllm_graph."SameTopic"', 'ruvllm_graph."SameTopic_id_seq"',
         'ruvllm_graph."AgentStep"', 'ruvllm_graph."AgentStep_id_seq"',
-        'ruvllm_graph."Derived"', 'ruvllm_graph."Derived_id_seq"']::regclass[] LOOP
+        'ruvllm_graph."Derived"', 'ruvllm_graph."Derived_id_seq"',
+        'ruvllm.witness_writer_state']::regclass[] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(t, '');
     END LOOP;
 END
