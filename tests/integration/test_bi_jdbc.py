@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from test_query import ask, seed, witness_rows
+from helpers import ask, seed, witness_rows
 
 VIEWS = ("requests", "daily_quality", "daily_latency", "model_usage", "problem_requests",
          "feedback_agreement")

@@ -4,9 +4,7 @@ import re
 import psycopg
 import pytest
 
-
-def scalar(conn, sql, params=None):
-    return conn.execute(sql, params).fetchone()[0]
+from helpers import scalar
 
 
 def test_required_extensions_are_installed(db):

@@ -5,7 +5,7 @@ import psycopg
 import pytest
 
 from ruvllm import learning
-from test_query import KNOWLEDGE, ask, scalar, seed, witness_rows
+from helpers import KNOWLEDGE, ask, scalar, seed, witness_rows
 
 QUESTIONS = [
     "How do I rotate the witness log?", "What does VACUUM do?", "What is the capital of France?",

@@ -4,6 +4,8 @@ import json
 import psycopg
 import pytest
 
+from helpers import scalar
+
 TOPICS = ["vacuum and dead tuples", "write-ahead log archiving", "replication slots and standbys",
           "HNSW index build memory", "row-level security policies", "partition pruning in plans"]
 # Six paragraphs on different topics, ~100 words each: too long for one chunk, and no two alike
@@ -12,10 +14,6 @@ LONG_DOC = "\n\n".join(
     f"Paragraph {i} is about {topic}. " + " ".join(
         f"Note {j} on {topic}: step {j * 7 + i} matters when {topic} meets load level {j}." for j in range(8))
     for i, topic in enumerate(TOPICS))
-
-
-def scalar(conn, sql, params=None):
-    return conn.execute(sql, params).fetchone()[0]
 
 
 def edges(conn, rel):

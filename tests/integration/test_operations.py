@@ -4,7 +4,7 @@ import re
 import psycopg
 import pytest
 
-from test_query import ask, scalar, seed, witness_rows
+from helpers import ask, scalar, seed, witness_rows
 
 VIEWS = ("requests", "daily_quality", "daily_latency", "model_usage", "problem_requests",
          "feedback_agreement")

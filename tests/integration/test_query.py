@@ -1,43 +1,11 @@
 """ruvllm_query end to end on a real database: routing, sources, sessions, feedback, cache,
 witness rows (also for failures and rolled-back callers), the model pool and bad input."""
-import json
 import shutil
 
 import psycopg
 import pytest
 
-KNOWLEDGE = [
-    ("The witness log is rotated by dropping its oldest daily partition: each day of "
-     "ruvllm.witness lives in its own partition, so retention never deletes row by row.", "Fact"),
-    ("ruvllm_feedback(request_id, rating) stores a user rating from 1 to 5 on the witness row "
-     "of that request.", "Fact"),
-    ("The capital of France is Paris. Paris lies on the river Seine.", "Fact"),
-    ("VACUUM reclaims the space of dead tuples left behind by updates and deletes in PostgreSQL.",
-     "Document"),
-    ("HNSW indexes in pgvector find approximate nearest neighbours; ef_search trades recall for "
-     "speed.", "Document"),
-]
-
-
-def scalar(conn, sql, params=None):
-    return conn.execute(sql, params).fetchone()[0]
-
-
-def seed(db):
-    db.execute("SELECT ruvllm_ingest_many(%s::jsonb)",
-               (json.dumps([{"content": c, "node_type": t} for c, t in KNOWLEDGE]),))
-
-
-def witness_rows(db, where="true", params=None):
-    assert scalar(db, "SELECT ruvllm_witness_flush(10000)")
-    cur = db.execute(f"SELECT * FROM ruvllm.witness WHERE {where} ORDER BY created_at", params)
-    cols = [c.name for c in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
-
-
-def ask(db, query, session=None, constraints=None):
-    return scalar(db, "SELECT ruvllm_query(%s, %s, %s::jsonb)",
-                  (query, session, json.dumps(constraints or {})))
+from helpers import ask, scalar, seed, witness_rows
 
 
 def test_two_queries_are_routed_and_answered_from_memory(db):

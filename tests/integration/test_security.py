@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg import errors as pgerr
 
-from test_query import ask, scalar, seed
+from helpers import ask, scalar, seed
 
 VPN = "Acme's VPN password rotates every 30 days; the new one is posted in the #it-ops channel."
 

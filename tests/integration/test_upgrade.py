@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from test_query import scalar
+from helpers import scalar
 
 # Everything ruvllm owns in a database, one line per fact, without oids: what must not differ
 # between a fresh install and an upgraded one. Extension members by pg_depend, plus what belongs

@@ -8,102 +8,33 @@ not have workers writing into the databases of other tests.
 import os
 import re
 import signal
-import socket
-import subprocess
 import time
 
-import psycopg
 import pytest
 
-PG_BIN = os.environ.get("RUVLLM_PG_BIN", "/usr/lib/postgresql/17/bin")
+from helpers import HAVE_PG, private_server, scalar, wait_for
+
 DB = "worker_db"
 # An answered request as the witness writer would store it, for the instant loop to judge.
 ANSWER = ("INSERT INTO ruvllm.witness (request_id, query, response, model) VALUES (gen_random_uuid(), "
           "'What does VACUUM do?', 'VACUUM reclaims the space of dead tuples.', 'smollm2-135m-instruct')")
 
 pytestmark = pytest.mark.skipif(
-    not os.path.exists(os.path.join(PG_BIN, "pg_ctl")),
+    not HAVE_PG,
     reason="PostgreSQL 17 is not here: run the tests with `make test`")
-
-
-class Server:
-    def __init__(self, datadir, logfile, port):
-        self.datadir, self.logfile, self.port = datadir, logfile, port
-
-    def connect(self, dbname="postgres", timeout=30):
-        # Retried: after a crash the postmaster refuses connections until recovery is done.
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres",
-                                       dbname=dbname, autocommit=True, connect_timeout=5)
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-
-    def log(self):
-        with open(self.logfile, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("worker_pg")
-    datadir, logfile, port = base / "data", base / "server.log", free_port()
-    subprocess.run([os.path.join(PG_BIN, "initdb"), "-D", str(datadir), "-U", "postgres",
-                    "--auth=trust", "--no-sync", "--no-instructions"],
-                   check=True, capture_output=True)
-    with open(datadir / "postgresql.conf", "a") as conf:
-        conf.write(f"""
-port = {port}
-listen_addresses = '127.0.0.1'
-unix_socket_directories = ''
+    with private_server(tmp_path_factory.mktemp("worker_pg"), f"""
 max_connections = 20
-fsync = off
 shared_preload_libraries = 'age,ruvllm'
 ruvllm.databases = '{DB}'
 ruvllm.instant_interval = 1
 ruvllm.background_interval = 2
 ruvllm.deep_interval = 3
-log_line_prefix = '%m [%p] %b: '
-""")
-    pg_ctl = os.path.join(PG_BIN, "pg_ctl")
-    subprocess.run([pg_ctl, "-D", str(datadir), "-l", str(logfile), "-w", "-t", "60", "start"],
-                   check=True, capture_output=True)
-    srv = Server(datadir, logfile, port)
-    try:
+""") as srv:
         yield srv
-    finally:
-        # A fast shutdown SIGTERMs the launcher and the workers: it only returns once they exit.
-        stop = subprocess.run([pg_ctl, "-D", str(datadir), "-m", "fast", "-w", "-t", "30", "stop"],
-                              capture_output=True, text=True)
-        if stop.returncode != 0:
-            subprocess.run([pg_ctl, "-D", str(datadir), "-m", "immediate", "stop"],
-                           capture_output=True)
-            pytest.fail(f"the server did not stop within 30 s: {stop.stderr}\n{srv.log()[-3000:]}")
-
-
-def scalar(conn, sql, params=None):
-    row = conn.execute(sql, params).fetchone()
-    return row[0] if row else None
-
-
-def wait_for(what, fn, timeout=30.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def pid_of(admin, backend_type, dbname=None):
