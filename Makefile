@@ -14,6 +14,15 @@ PG_CPPFLAGS = -DRUVLLM_VERSION='"$(EXTVERSION)"'
 # Our C files build without a warning (as pg_cron's do): PGXS's warning flags, made errors.
 PG_CFLAGS = -Wall -Werror
 
+# pg_regress suite for packagers: `make installcheck` against a running PostgreSQL 17 that has
+# ruvllm and its dependencies installed (PGHOST, PGPORT, PGUSER as for psql; a superuser, as
+# plpython3u needs). Each test is a pair test/sql/NAME.sql and test/expected/NAME.out, run in
+# name order in a fresh database contrib_regression; a test is added by adding its pair.
+# EXTRA_REGRESS_OPTS=--outputdir=DIR puts results/ and regression.diffs elsewhere than here.
+REGRESS = $(sort $(basename $(notdir $(wildcard test/sql/*.sql))))
+REGRESS_OPTS = --inputdir=test --load-extension=plpython3u --load-extension=vector \
+	--load-extension=age --load-extension=ruvllm
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
