@@ -1,6 +1,7 @@
 """What the integration tests share: statements and waits on a connection, the small knowledge base
-the query tests ask about, and a private PostgreSQL server for tests that must configure or crash
-one (the `db` and `pg` fixtures in tests/conftest.py give every other test the shared server).
+the query tests ask about, login roles, and a private PostgreSQL server for tests that must
+configure or crash one (the `db` and `pg` fixtures in tests/conftest.py give every other test the
+shared server).
 
 Test modules import from here (`from helpers import ask, scalar`), never from each other.
 """
@@ -10,8 +11,11 @@ import os
 import socket
 import subprocess
 import time
+import uuid
 
 import psycopg
+import pytest
+from psycopg import errors as pgerr
 
 PG_BIN = os.environ.get("RUVLLM_PG_BIN", "/usr/lib/postgresql/17/bin")
 HAVE_PG = os.path.exists(os.path.join(PG_BIN, "pg_ctl"))
@@ -54,6 +58,24 @@ def ask(db, query, session=None, constraints=None):
     """ruvllm_query's answer (a dict)."""
     return scalar(db, "SELECT ruvllm_query(%s, %s, %s::jsonb)",
                   (query, session, json.dumps(constraints or {})))
+
+
+def login(db, pg, name, *member_of):
+    """A fresh login role (roles are cluster-wide, so each test names its own) and a connection
+    as it to the test's database."""
+    role = f"{name}_{uuid.uuid4().hex[:8]}"
+    db.execute(f'CREATE ROLE "{role}" LOGIN')
+    for parent in member_of:
+        db.execute(f'GRANT {parent} TO "{role}"')
+    conn = psycopg.connect(host=pg.host, port=pg.port, user=role, dbname=db.info.dbname, autocommit=True)
+    conn.role = role
+    return conn
+
+
+def denied(conn, sql, params=None, code=pgerr.InsufficientPrivilege):
+    with pytest.raises(code) as e:
+        conn.execute(sql, params)
+    return e.value
 
 
 def wait_for(what, fn, timeout=30.0, every=0.2):

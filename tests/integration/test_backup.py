@@ -10,7 +10,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from test_query import KNOWLEDGE, scalar
+from helpers import KNOWLEDGE, scalar
 
 PG_BIN = os.environ.get("RUVLLM_PG_BIN", "/usr/lib/postgresql/17/bin")
 QUESTION = "How is the witness log rotated?"

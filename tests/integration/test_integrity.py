@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from psycopg import errors as pgerr
 
-from test_query import scalar
-from test_security import denied, login
+from helpers import denied, login, scalar
 
 
 def test_the_tenant_lookup_answers_only_for_ones_own_role(db, pg):

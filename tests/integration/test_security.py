@@ -7,27 +7,9 @@ import psycopg
 import pytest
 from psycopg import errors as pgerr
 
-from helpers import ask, scalar, seed
+from helpers import ask, denied, login, scalar, seed
 
 VPN = "Acme's VPN password rotates every 30 days; the new one is posted in the #it-ops channel."
-
-
-def login(db, pg, name, *member_of):
-    """A fresh login role (roles are cluster-wide, so each test names its own) and a connection
-    as it to the test's database."""
-    role = f"{name}_{uuid.uuid4().hex[:8]}"
-    db.execute(f'CREATE ROLE "{role}" LOGIN')
-    for parent in member_of:
-        db.execute(f'GRANT {parent} TO "{role}"')
-    conn = psycopg.connect(host=pg.host, port=pg.port, user=role, dbname=db.info.dbname, autocommit=True)
-    conn.role = role
-    return conn
-
-
-def denied(conn, sql, params=None, code=pgerr.InsufficientPrivilege):
-    with pytest.raises(code) as e:
-        conn.execute(sql, params)
-    return e.value
 
 
 def test_roles_exist_with_comments_and_nothing_is_open_to_public(db):
