@@ -9,7 +9,7 @@ RUVLLM_PORT := $(PORT)
 endif
 export SQL
 
-.PHONY: env test demo up down psql conninfo bench-memory bench-query bench-retention bench-router
+.PHONY: env test test-fast demo up down psql conninfo bench-memory bench-query bench-retention bench-router
 env:
 	@MAKE_TARGET=env bash $(ENV_DIR)build-root.sh >/dev/null
 
@@ -23,7 +23,9 @@ RUVLLM_JAVA_HOME ?= $(shell j=$$(command -v java 2>/dev/null) && dirname "$$(dir
 RUVLLM_JDBC_JAR ?= $(shell ls -d $(HOME)/.m2/repository/org/postgresql/postgresql/*/postgresql-*[0-9].jar 2>/dev/null | sort -V | tail -1)
 
 # Earlier releases for the upgrade test come from git history on the host (env/releases.txt).
-test: env
+# test-fast: the suite without the tests marked slow (pytest.ini); TESTS adds pytest arguments to both.
+test-fast: TEST_SELECT = -m "not slow"
+test test-fast: env
 	@sh $(ENV_DIR)export-releases.sh
 	@set --; jh=$$(realpath -e '$(RUVLLM_JAVA_HOME)' 2>/dev/null) jar=$$(realpath -e '$(RUVLLM_JDBC_JAR)' 2>/dev/null); \
 	 if [ -n "$$jh" ] && [ -x "$$jh/bin/java" ]; then \
@@ -33,7 +35,7 @@ test: env
 	 else unset RUVLLM_JAVA_HOME; fi; \
 	 if [ -n "$$jar" ] && [ -f "$$jar" ]; then set -- "$$@" --bind "$${jar%/*}:ro"; export RUVLLM_JDBC_JAR="$$jar"; \
 	 else unset RUVLLM_JDBC_JAR; fi; \
-	 $(ENTER) --layer test "$$@" -- sh env/run-tests.sh $(TESTS)
+	 $(ENTER) --layer test "$$@" -- sh env/run-tests.sh $(TEST_SELECT) $(TESTS)
 
 up: env
 	@$(ENTER) --layer server -- sh env/server.sh start

@@ -176,6 +176,7 @@ def test_deep_loop_patterns_compression_and_archiving(db):
     assert any(k.startswith("cluster") and v != 0 for k, v in feats.items()), feats
 
 
+@pytest.mark.slow
 def test_oracle_runs_every_model_and_labels_replay_samples(db):
     seed(db)
     for q in QUESTIONS[:2]:
