@@ -49,3 +49,17 @@ ensure_host_tools() {
     timed "host packages: ${missing[*]}" logged "$RUVLLM_CACHE/host-apt.log" \
         sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${missing[*]}"
 }
+
+# podman and runc for `make docker-test` (env/docker-test.sh): Debian's podman builds the Dockerfile
+# without a Docker engine. runc, not Debian's default crun: crun 1.8 refuses hosts whose cgroups are
+# in hybrid mode (v1 controllers beside a v2 mount), and runc runs on v1, hybrid and v2 alike.
+ensure_podman() {
+    local missing=()
+    command -v podman >/dev/null || missing+=(podman)
+    command -v runc >/dev/null || missing+=(runc)
+    [ ${#missing[@]} = 0 ] && return 0
+    mkdir -p "$RUVLLM_CACHE"
+    say "installing ${missing[*]} from Debian on this host (make docker-test builds the image with podman)"
+    timed "host packages: ${missing[*]}" logged "$RUVLLM_CACHE/host-apt.log" \
+        sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${missing[*]}"
+}

@@ -9,7 +9,7 @@ RUVLLM_PORT := $(PORT)
 endif
 export SQL
 
-.PHONY: env test test-fast demo up down psql conninfo bench-memory bench-query bench-retention bench-router
+.PHONY: env test test-fast demo up down psql conninfo docker-test bench-memory bench-query bench-retention bench-router
 env:
 	@MAKE_TARGET=env bash $(ENV_DIR)build-root.sh >/dev/null
 
@@ -92,6 +92,12 @@ bench-router: env
 	@$(ENTER) --layer test --bind "$(RUVLLM_BENCH_DATA):ro" --bind "$(RUVLLM_BENCH_CACHE)" -- \
 	    env OPENBLAS_NUM_THREADS=1 sh bench/run.sh --no-pg router default -- \
 	    --data "$$(realpath "$(RUVLLM_BENCH_DATA)")" --cache "$$(realpath "$(RUVLLM_BENCH_CACHE)")"
+
+# Builds docker/Dockerfile with podman (installed from Debian if missing) on a debootstrap
+# debian:trixie-slim, starts the image and asks it one ruvllm_query (env/docker-test.sh). Not part
+# of `make test`: the first build compiles llama.cpp (see README, Docker).
+docker-test:
+	@bash $(ENV_DIR)docker-test.sh
 
 demo: up
 	@$(ENTER) --into-server -- sh env/server.sh demo
