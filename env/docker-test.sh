@@ -57,6 +57,11 @@ say "image $image: $(( $("${podman[@]}" image inspect -f '{{.Size}}' "$image") /
 name=ruvllm-docker-test-$$
 password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 cleanup() {
+    local rc=$?
+    if [ $rc != 0 ] && "${podman[@]}" container exists "$name"; then
+        say "the container's last log lines:"
+        "${podman[@]}" logs --tail 30 "$name" 2>&1 | sed 's/^/    [container] /' >&2
+    fi
     "${podman[@]}" rm -f -v -t 10 "$name" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -83,10 +88,8 @@ ready() {
     done
     return 1
 }
-timed "container $name: first start (initdb, CREATE EXTENSION) until it takes TCP connections" ready || {
-    "${podman[@]}" logs "$name" 2>&1 | tail -30 >&2
-    die "the container's server did not come up"
-}
+timed "container $name: first start (initdb, CREATE EXTENSION) until it takes TCP connections" ready \
+    || die "the container's server did not come up"
 "${podman[@]}" logs "$name" 2>&1 | sed 's/^/    [container] /' | tail -12 >&2
 
 # A client from the image itself, on the host network: it reaches the server only through the
