@@ -98,13 +98,15 @@ def free_port():
 
 
 class Server:
-    """A PostgreSQL server of a test's own (see private_server)."""
+    """A PostgreSQL server of a test's own (see private_server); connect() goes to dbname unless
+    told otherwise."""
 
-    def __init__(self, datadir, logfile, port):
-        self.datadir, self.logfile, self.port = datadir, logfile, port
+    def __init__(self, datadir, logfile, port, dbname="postgres"):
+        self.datadir, self.logfile, self.port, self.dbname = datadir, logfile, port, dbname
 
-    def connect(self, dbname="postgres", timeout=30):
+    def connect(self, dbname=None, timeout=60):
         # Retried: after a crash the postmaster refuses connections until recovery is done.
+        dbname = dbname or self.dbname
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -114,6 +116,11 @@ class Server:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.3)
+
+    def ctl(self, *args):
+        """pg_ctl start, stop -m immediate, ... on this server, waiting for it."""
+        subprocess.run([os.path.join(PG_BIN, "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile),
+                        "-w", "-t", "60", *args], check=True, capture_output=True)
 
     def log(self):
         with open(self.logfile, encoding="utf-8", errors="replace") as f:

@@ -7,16 +7,15 @@ The crash tests run on a server of their own (crashing the shared test server wo
 tests beside them). To have rows sitting in the queue at the crash, a session holds an ACCESS
 EXCLUSIVE lock on ruvllm.witness, so the writer waits with its batch uncommitted.
 """
-import json
 import os
 import signal
-import socket
-import subprocess
 import threading
 import time
 
 import psycopg
 import pytest
+
+from helpers import private_server, scalar, wait_for
 
 PG_BIN = os.environ.get("RUVLLM_PG_BIN", "/usr/lib/postgresql/17/bin")
 DB = "crash_db"
@@ -28,86 +27,20 @@ pytestmark = pytest.mark.skipif(
     reason="PostgreSQL 17 is not here: run the tests with `make test`")
 
 
-def scalar(conn, sql, params=None):
-    row = conn.execute(sql, params).fetchone()
-    return row[0] if row else None
-
-
-def wait_for(what, fn, timeout=60.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
-
-
-class Server:
-    def __init__(self, datadir, logfile, port):
-        self.datadir, self.logfile, self.port = datadir, logfile, port
-        self.pg_ctl = os.path.join(PG_BIN, "pg_ctl")
-
-    def connect(self, dbname=DB, timeout=60):
-        # Retried: after a crash the postmaster refuses connections until recovery is done.
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres",
-                                       dbname=dbname, autocommit=True, connect_timeout=5)
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-
-    def ctl(self, *args):
-        subprocess.run([self.pg_ctl, "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60",
-                        *args], check=True, capture_output=True)
-
-    def log(self):
-        with open(self.logfile, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("witness_pg")
-    datadir, logfile, port = base / "data", base / "server.log", free_port()
-    subprocess.run([os.path.join(PG_BIN, "initdb"), "-D", str(datadir), "-U", "postgres",
-                    "--auth=trust", "--no-sync", "--no-instructions"], check=True, capture_output=True)
-    with open(datadir / "postgresql.conf", "a") as conf:
-        conf.write(f"""
-port = {port}
-listen_addresses = '127.0.0.1'
-unix_socket_directories = ''
+    with private_server(tmp_path_factory.mktemp("witness_pg"), settings="""
 max_connections = 30
 max_worker_processes = 16
-fsync = off
 shared_preload_libraries = 'age,ruvllm'
 restart_after_crash = on
-log_line_prefix = '%m [%p] %b: '
-""")
-    srv = Server(datadir, logfile, port)
-    srv.ctl("start")
-    try:
+""") as srv:
         with srv.connect("postgres") as admin:
             admin.execute(f"CREATE DATABASE {DB}")
+        srv.dbname = DB
         with srv.connect() as conn:
             conn.execute("CREATE EXTENSION ruvllm CASCADE")
         yield srv
-    finally:
-        stop = subprocess.run([srv.pg_ctl, "-D", str(datadir), "-m", "fast", "-w", "-t", "30", "stop"],
-                              capture_output=True, text=True)
-        if stop.returncode != 0:
-            subprocess.run([srv.pg_ctl, "-D", str(datadir), "-m", "immediate", "stop"], capture_output=True)
-            pytest.fail(f"the server did not stop within 30 s: {stop.stderr}\n{srv.log()[-3000:]}")
 
 
 def enqueue(conn, tag, n, pad=0):
