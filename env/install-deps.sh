@@ -31,6 +31,24 @@ step "python runtime packages (llama-cpp-python builds from source: minutes on a
 # A build cache of pip's (bind-mounted by build-root.sh) keeps the llama.cpp wheel between roots.
 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) python3 -m pip install -q -r "$src/python/requirements.txt"
 
+step "llama-server, from the llama.cpp source the pinned llama-cpp-python release ships"
+# The shared inference server (ruvllm.inference = server) is llama.cpp's own server, built from the
+# very sources the Python package vendors, so both generate with the same llama.cpp. Only its
+# target is built (ggml once more, statically): ~10 minutes on 2 cores, once per root.
+t0=$(date +%s)
+llama_version=$(python3 -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')
+build=$(mktemp -d)
+python3 -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$llama_version" -d "$build"
+tar xzf "$build"/llama_cpp_python-*.tar.gz -C "$build"
+# shellcheck disable=SC2086 # CMAKE_ARGS is a list of flags
+cmake -S "$build"/llama_cpp_python-*/vendor/llama.cpp -B "$build/out" -DCMAKE_BUILD_TYPE=Release \
+    -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
+    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON ${CMAKE_ARGS:-} >/dev/null
+cmake --build "$build/out" --target llama-server -j "$(nproc)" >/dev/null
+install -m 755 "$build/out/bin/llama-server" /usr/local/bin/llama-server
+rm -rf "$build"
+step "llama-server built in $(( $(date +%s) - t0 ))s"
+
 if [ "${RUVLLM_WITH_TESTS:-1}" = 1 ]; then
     step "python test and client packages"
     python3 -m pip install -q -r "$src/tests/requirements.txt"

@@ -126,6 +126,72 @@ check_tenant(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+static const struct config_enum_entry inference_modes[] = {
+	{"server", RUVLLM_INFERENCE_SERVER, false},
+	{"in_process", RUVLLM_INFERENCE_IN_PROCESS, false},
+	{"remote", RUVLLM_INFERENCE_REMOTE, false},
+	{NULL, 0, false}
+};
+static char *ruvllm_inference_url = NULL;
+static char *ruvllm_inference_api_key = NULL;
+static int	ruvllm_inference_timeout = 60;
+
+/* An OpenAI-compatible base URL: http(s)://host[:port][/path], no spaces or quotes. */
+static bool
+check_inference_url(char **newval, void **extra, GucSource source)
+{
+	const char *url = *newval;
+	const char *host;
+
+	if (url == NULL || url[0] == '\0')
+		return true;
+	if (strncmp(url, "http://", 7) == 0)
+		host = url + 7;
+	else if (strncmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else
+	{
+		GUC_check_errdetail("The inference URL must start with http:// or https://.");
+		GUC_check_errhint("For example http://10.0.0.5:8080 (a llama.cpp server) or http://gpu-host:8000/v1 (vLLM).");
+		return false;
+	}
+	if (*host == '\0' || *host == '/' || *host == ':')
+	{
+		GUC_check_errdetail("The inference URL has no host.");
+		return false;
+	}
+	for (const char *c = url; *c; c++)
+		if (*c <= ' ' || *c == '"' || *c == '\'' || *c == '\\' || *c == 127)
+		{
+			GUC_check_errdetail("The inference URL must not contain spaces, quotes or control characters.");
+			return false;
+		}
+	return true;
+}
+
+/* Model files of the inference servers: a comma-separated list of GGUF paths. */
+static bool
+check_inference_models(char **newval, void **extra, GucSource source)
+{
+	int			items = 0;
+
+	for (const char *c = *newval; *c; c++)
+		if (*c == ',')
+			items++;
+	if (items + 1 > 8)
+	{
+		GUC_check_errdetail("At most 8 inference servers (models) are supervised.");
+		return false;
+	}
+	for (const char *c = *newval; *c; c++)
+		if (*c < ' ' || *c == '"' || *c == '\'')
+		{
+			GUC_check_errdetail("Model paths must not contain quotes or control characters.");
+			return false;
+		}
+	return true;
+}
+
 void
 _PG_init(void)
 {
@@ -241,13 +307,52 @@ _PG_init(void)
 							 "Refuse Cypher CREATE, SET, DELETE and MERGE for roles other than superusers and ruvllm_admin.",
 							 "AGE's Cypher executor ignores table privileges and row-level security; turn off only in a database whose other AGE graphs need Cypher writes by ordinary roles.",
 							 &ruvllm_guard_cypher_writes, true, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("ruvllm.inference",
+							 "Where ruvllm generates: server (the shared inference servers PostgreSQL supervises), in_process (llama.cpp in each backend) or remote (the OpenAI-compatible server at ruvllm.inference_url).",
+							 "The supervisor runs the servers while the server-wide value (postgresql.conf, ALTER SYSTEM) is server.",
+							 &ruvllm_inference_mode, RUVLLM_INFERENCE_IN_PROCESS, inference_modes,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("ruvllm.inference_url",
+							   "Base URL of the remote OpenAI-compatible server for ruvllm.inference = remote (a llama.cpp server or vLLM).",
+							   NULL, &ruvllm_inference_url, "", PGC_SUSET, 0,
+							   check_inference_url, NULL, NULL);
+	DefineCustomStringVariable("ruvllm.inference_api_key",
+							   "Bearer token sent to the remote inference server (shown to superusers only).",
+							   NULL, &ruvllm_inference_api_key, "", PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.inference_timeout",
+							"Longest a generation request to an inference server may take, waiting for a restarting server included.",
+							NULL, &ruvllm_inference_timeout, 60, 1, 3600, PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("ruvllm.inference_models",
+							   "Model files the supervised inference servers serve, one server each (comma-separated; relative to ruvllm.models_dir).",
+							   NULL, &ruvllm_inference_models,
+							   "SmolLM2-135M-Instruct.Q4_1.gguf,gemma-3-270m-q4_k_m.gguf", PGC_SIGHUP, 0,
+							   check_inference_models, NULL, NULL);
+	DefineCustomStringVariable("ruvllm.inference_server_path",
+							   "The llama-server executable the supervisor runs.",
+							   NULL, &ruvllm_inference_server_path, "/usr/local/bin/llama-server",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.inference_slots",
+							"Requests each inference server generates at once (llama.cpp's parallel slots, batched together).",
+							NULL, &ruvllm_inference_slots, 4, 1, 64, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.inference_threads",
+							"Threads of each inference server (0: llama.cpp's default, one per core).",
+							NULL, &ruvllm_inference_threads, 0, 0, 256, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ruvllm.inference_ctx_per_slot",
+							"Context (prompt and answer, in tokens) of each slot of an inference server.",
+							NULL, &ruvllm_inference_ctx_per_slot, 2048, 256, 131072, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 	/* Settings under ruvllm.* are ours: a typo in postgresql.conf is reported, not ignored. */
 	MarkGUCPrefixReserved("ruvllm");
 	ruvllm_graph_guard_init();
 
 	/* Static workers can only be registered at server start; loaded later, ruvllm runs no loops. */
 	if (process_shared_preload_libraries_in_progress)
+	{
 		ruvllm_register_launcher();
+		ruvllm_register_inference_supervisor();
+	}
 }
 
 PG_FUNCTION_INFO_V1(ruvllm_python_dir);

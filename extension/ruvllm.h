@@ -22,4 +22,16 @@ extern void ruvllm_graph_guard_init(void);
 /* Registers the launcher of the loop workers (worker.c); only from shared_preload_libraries. */
 extern void ruvllm_register_launcher(void);
 
+/* The shared inference servers (inference_server.c); settings defined in ruvllm.c. */
+#define RUVLLM_INFERENCE_SERVER 0
+#define RUVLLM_INFERENCE_IN_PROCESS 1
+#define RUVLLM_INFERENCE_REMOTE 2
+extern int	ruvllm_inference_mode;
+extern char *ruvllm_inference_models;
+extern char *ruvllm_inference_server_path;
+extern int	ruvllm_inference_slots;
+extern int	ruvllm_inference_threads;
+extern int	ruvllm_inference_ctx_per_slot;
+extern void ruvllm_register_inference_supervisor(void);
+
 #endif
