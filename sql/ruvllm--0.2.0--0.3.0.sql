@@ -480,3 +480,95 @@ GRANT ALL ON ruvllm.witness_writer_state TO ruvllm_admin;
 SELECT pg_catalog.pg_extension_config_dump('ruvllm.witness_writer_state', '');
 COMMENT ON FUNCTION public.ruvllm_witness_flush(integer) IS
     'Waits until every witness row queued so far in this database is committed (or given up, see ruvllm_health); false if timeout_ms passed first.';
+
+------------------------------------------------------------------------------------------------
+-- Inference servers: generation as a shared service
+------------------------------------------------------------------------------------------------
+
+-- With ruvllm.inference = server, backends generate through llama.cpp servers that the
+-- supervisor background worker runs (extension/inference_server.c); remote sends the same requests
+-- to ruvllm.inference_url. The backend that answers holds no model.
+CREATE FUNCTION ruvllm._inference_servers()
+RETURNS TABLE (server integer, model text, state text, pid integer, port integer, restarts integer,
+               started_at timestamptz, last_error text)
+    AS 'MODULE_PATHNAME', 'ruvllm_inference_servers' LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION ruvllm._inference_servers() IS
+    'The supervised inference servers as the supervisor last left them: model file, state (running, restarting, stopped), pid, loopback port, restarts, last error (internal; the pipeline finds its server here).';
+
+CREATE FUNCTION ruvllm._inference_api_key() RETURNS text
+    AS 'MODULE_PATHNAME', 'ruvllm_inference_api_key' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION ruvllm._inference_api_key() IS
+    'ruvllm.inference_api_key, which SHOW hides from all but superusers, for the pipeline''s requests to a remote inference server (internal).';
+
+CREATE FUNCTION ruvllm._inference_slots_busy(port integer) RETURNS integer
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+from ruvllm import inference
+return inference.slots_busy(port)
+$$;
+COMMENT ON FUNCTION ruvllm._inference_slots_busy(integer) IS
+    'Slots of the supervised inference server on this loopback port that are generating now, from its /slots (NULL: it does not answer; internal).';
+
+CREATE VIEW ruvllm.inference_servers AS
+SELECT s.server, s.model, s.state, s.pid, s.port, s.restarts, s.started_at,
+       CASE WHEN s.state = 'running' THEN ruvllm._inference_slots_busy(s.port) END AS slots_busy,
+       s.last_error
+  FROM ruvllm._inference_servers() AS s;
+COMMENT ON VIEW ruvllm.inference_servers IS
+    'One row per supervised inference server (ruvllm.inference = server): model file, state, pid, port, restarts, when it started, slots generating now, last error.';
+
+CREATE FUNCTION public.ruvllm_query_stream(query text, session_id text DEFAULT NULL, constraints jsonb DEFAULT '{}')
+RETURNS TABLE (seq integer, token text, response jsonb)
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json
+from ruvllm import inference, query as pipeline, sqlglue
+from ruvllm.errors import RuvllmError
+rows = inference.stream(plpy, pipeline.run, query, session_id, constraints)
+while True:
+    try:
+        seq, token, response = next(rows)
+    except StopIteration:
+        break
+    except RuvllmError as e:
+        plpy.error(e.message, detail=e.detail, hint=e.hint, sqlstate=e.sqlstate)
+    yield seq, token, None if response is None else json.dumps(response)
+$$;
+COMMENT ON FUNCTION public.ruvllm_query_stream(text, text, jsonb) IS
+    'ruvllm_query, streamed: one row per piece of the answer as it is generated (read it through a cursor to see them as they come), then a last row with token NULL and response what ruvllm_query returns; the same witness row.';
+
+-- ruvllm_generate generates through the backend ruvllm.inference names.
+CREATE OR REPLACE FUNCTION public.ruvllm_generate(prompt text, max_tokens integer DEFAULT 64,
+                                       model text DEFAULT 'smollm2-135m-instruct')
+RETURNS text
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+from ruvllm import generation, inference, sqlglue
+result = sqlglue.call(plpy, lambda: generation.generate_text(prompt, model_name=model, max_tokens=max_tokens,
+                                                             backend=inference.backend_for(plpy)))
+return result.text
+$$;
+
+REVOKE ALL ON FUNCTION ruvllm._inference_servers(), ruvllm._inference_api_key(),
+    ruvllm._inference_slots_busy(integer), public.ruvllm_query_stream(text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ruvllm._inference_servers(), ruvllm._inference_api_key(),
+    ruvllm._inference_slots_busy(integer), public.ruvllm_query_stream(text, text, jsonb) TO ruvllm_admin;
+GRANT EXECUTE ON FUNCTION public.ruvllm_query_stream(text, text, jsonb), ruvllm._inference_servers(),
+    ruvllm._inference_api_key() TO ruvllm_user;
+GRANT ALL ON ruvllm.inference_servers TO ruvllm_admin;
+DO $$
+DECLARE
+    setting text;
+BEGIN
+    FOR setting IN SELECT name FROM pg_catalog.pg_settings
+                    WHERE name LIKE 'ruvllm.inference%' ORDER BY name LOOP
+        EXECUTE format('GRANT SET, ALTER SYSTEM ON PARAMETER %s TO ruvllm_admin', setting);
+    END LOOP;
+END
+$$;

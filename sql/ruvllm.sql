@@ -247,8 +247,9 @@ LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $$
 if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
-from ruvllm import generation, sqlglue
-result = sqlglue.call(plpy, generation.generate_text, prompt, model_name=model, max_tokens=max_tokens)
+from ruvllm import generation, inference, sqlglue
+result = sqlglue.call(plpy, lambda: generation.generate_text(prompt, model_name=model, max_tokens=max_tokens,
+                                                             backend=inference.backend_for(plpy)))
 return result.text
 $$;
 COMMENT ON FUNCTION public.ruvllm_generate(text, integer, text) IS
@@ -1412,6 +1413,66 @@ END
 $$;
 
 ------------------------------------------------------------------------------------------------
+-- Inference servers: generation as a shared service
+------------------------------------------------------------------------------------------------
+
+-- With ruvllm.inference = server, backends generate through llama.cpp servers that the
+-- supervisor background worker runs (extension/inference_server.c); remote sends the same requests
+-- to ruvllm.inference_url. The backend that answers holds no model.
+CREATE FUNCTION ruvllm._inference_servers()
+RETURNS TABLE (server integer, model text, state text, pid integer, port integer, restarts integer,
+               started_at timestamptz, last_error text)
+    AS 'MODULE_PATHNAME', 'ruvllm_inference_servers' LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION ruvllm._inference_servers() IS
+    'The supervised inference servers as the supervisor last left them: model file, state (running, restarting, stopped), pid, loopback port, restarts, last error (internal; the pipeline finds its server here).';
+
+CREATE FUNCTION ruvllm._inference_api_key() RETURNS text
+    AS 'MODULE_PATHNAME', 'ruvllm_inference_api_key' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION ruvllm._inference_api_key() IS
+    'ruvllm.inference_api_key, which SHOW hides from all but superusers, for the pipeline''s requests to a remote inference server (internal).';
+
+CREATE FUNCTION ruvllm._inference_slots_busy(port integer) RETURNS integer
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+from ruvllm import inference
+return inference.slots_busy(port)
+$$;
+COMMENT ON FUNCTION ruvllm._inference_slots_busy(integer) IS
+    'Slots of the supervised inference server on this loopback port that are generating now, from its /slots (NULL: it does not answer; internal).';
+
+CREATE VIEW ruvllm.inference_servers AS
+SELECT s.server, s.model, s.state, s.pid, s.port, s.restarts, s.started_at,
+       CASE WHEN s.state = 'running' THEN ruvllm._inference_slots_busy(s.port) END AS slots_busy,
+       s.last_error
+  FROM ruvllm._inference_servers() AS s;
+COMMENT ON VIEW ruvllm.inference_servers IS
+    'One row per supervised inference server (ruvllm.inference = server): model file, state, pid, port, restarts, when it started, slots generating now, last error.';
+
+CREATE FUNCTION public.ruvllm_query_stream(query text, session_id text DEFAULT NULL, constraints jsonb DEFAULT '{}')
+RETURNS TABLE (seq integer, token text, response jsonb)
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json
+from ruvllm import inference, query as pipeline, sqlglue
+from ruvllm.errors import RuvllmError
+rows = inference.stream(plpy, pipeline.run, query, session_id, constraints)
+while True:
+    try:
+        seq, token, response = next(rows)
+    except StopIteration:
+        break
+    except RuvllmError as e:
+        plpy.error(e.message, detail=e.detail, hint=e.hint, sqlstate=e.sqlstate)
+    yield seq, token, None if response is None else json.dumps(response)
+$$;
+COMMENT ON FUNCTION public.ruvllm_query_stream(text, text, jsonb) IS
+    'ruvllm_query, streamed: one row per piece of the answer as it is generated (read it through a cursor to see them as they come), then a last row with token NULL and response what ruvllm_query returns; the same witness row.';
+
+------------------------------------------------------------------------------------------------
 -- Backups: what pg_dump saves
 ------------------------------------------------------------------------------------------------
 
@@ -1625,7 +1686,9 @@ GRANT EXECUTE ON FUNCTION
     public.ruvllm_witness_flush(integer),
     ruvllm._python_dir(), ruvllm._library_version(), ruvllm._python_setup(),
     ruvllm._witness_enqueue(text), ruvllm._witness_write(text[]), ruvllm._witness_queue_stats(),
-    ruvllm._tenant_lookup(name, text)
+    ruvllm._tenant_lookup(name, text),
+    public.ruvllm_query_stream(text, text, jsonb),
+    ruvllm._inference_servers(), ruvllm._inference_api_key()
     TO ruvllm_user;
 GRANT SELECT, INSERT, UPDATE ON ruvllm.nodes, ruvllm.node_access, ruvllm.sessions,
     ruvllm.response_cache TO ruvllm_user;

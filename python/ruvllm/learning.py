@@ -29,8 +29,8 @@ import random
 
 import numpy as np
 
-from . import embedding, errors, generation, graph, judge, memory, models, patterns, policy, tenancy
-from . import training
+from . import embedding, errors, generation, graph, inference, judge, memory, models, patterns, policy
+from . import tenancy, training
 from .router import CONTEXT_BINS
 from .sqlglue import parse_vector, planner, setting, vector_literal
 
@@ -113,7 +113,7 @@ def _judge_backend_and_spec(plpy):
     if not names:
         return None, None
     try:
-        gen = generation.default_backend()
+        gen = inference.backend_for(plpy)
         gen.n_threads = int(setting(plpy, "ruvllm.generation_threads", "1")) or None
         return gen, pool.spec(names[0])
     except errors.RuvllmError:
@@ -410,7 +410,7 @@ def oracle_loop(plpy):
          ORDER BY pg_catalog.random() LIMIT $1""", ["int"]), [ORACLE_SAMPLE])
     if not sample or not names:
         return {"labelled": 0, "models": names}
-    gen = generation.default_backend()
+    gen = inference.backend_for(plpy)
     gen.n_threads = int(setting(plpy, "ruvllm.generation_threads", "1")) or None
     judge_spec = pool.spec(names[0])
     rng = random.Random()

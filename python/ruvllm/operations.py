@@ -1,5 +1,5 @@
 """Health and metrics for operators: ruvllm_health() and ruvllm_metrics()."""
-from . import models, witness
+from . import inference, models, witness
 from .sqlglue import planner
 
 _plan = planner()
@@ -60,6 +60,8 @@ def health(plpy):
     for r in last:
         if r["recent_error"]:
             problems.append(("degraded", f"the {r['loop']} loop failed in the last hour"))
+    checks["inference"], inference_problems = inference.health(plpy)
+    problems += inference_problems
     levels = [lvl for lvl, _ in problems]
     checks["status"] = "critical" if "critical" in levels else "degraded" if levels else "healthy"
     checks["problems"] = [msg for _, msg in problems]

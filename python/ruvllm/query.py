@@ -17,7 +17,7 @@ import time
 import uuid
 
 from . import attention, cache, embedding, errors, generation, memory, models, pii, routing
-from . import sessions, tenancy, witness
+from . import inference, sessions, tenancy, witness
 from .request import DEFAULT_MAX_TOKENS, QUERY_HOPS, check_constraints, check_query, settings
 from .sqlglue import read_only
 
@@ -195,7 +195,7 @@ def route(plpy, req):
 def attend(plpy, req):
     """The retrieved nodes ranked by attention, and the best of them that fit the context budget."""
     # The backend counts tokens for the budget here and generates in the next stage.
-    gen = req.gen = req.backend or generation.default_backend()
+    gen = req.gen = req.backend or inference.backend_for(plpy)
     gen.max_loaded = req.cfg["max_loaded_models"]
     gen.n_threads = req.cfg["generation_threads"] or None
     req.max_tokens = req.constraints.get("max_tokens", DEFAULT_MAX_TOKENS)
