@@ -334,6 +334,7 @@ class _Response:
         """Reads more into buf; False at the end of the stream."""
         if self.eof:
             return False
+        self.waiting()    # also while data flows: a cancel must not wait for the stream to pause
         while not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
             ready, _, _ = select.select([self.sock], [], [], READ_POLL_S)
             if ready:
