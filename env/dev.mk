@@ -9,7 +9,7 @@ RUVLLM_PORT := $(PORT)
 endif
 export SQL
 
-.PHONY: env test test-fast demo up down psql conninfo docker-test bench-memory bench-query bench-retention bench-router
+.PHONY: env test test-fast demo up down psql conninfo docker-test bench-memory bench-query bench-retention bench-router bench-inference
 env:
 	@MAKE_TARGET=env bash $(ENV_DIR)build-root.sh >/dev/null
 
@@ -66,6 +66,13 @@ bench-memory: env
 # RUVLLM_BENCH_SCALE=small for a ~3 min smoke run that is not recorded).
 bench-query: env
 	@$(ENTER) --layer test -- sh bench/run.sh --raw query default
+
+# Generation in each backend (ruvllm.inference = in_process) against the shared supervised
+# llama-server (server), side by side at C = 1, 2, 4, 8 connections: answers/s against the machine's
+# prefill/decode bound measured in the same run, latency, time to first token, first call, RSS,
+# cancellation latency; recorded in bench/RESULTS.md (~10-15 min; RUVLLM_BENCH_SCALE=small ~3 min).
+bench-inference: env
+	@$(ENTER) --layer test -- sh bench/run.sh inference default
 
 # Witness-log retention on 1M witness rows over 30 daily partitions: ruvllm_apply_retention with
 # action drop and with archive, against a row-by-row DELETE of the same rows (and its VACUUM), each
