@@ -418,7 +418,9 @@ stop_servers(void)
 					kill(inference_shared->servers[i].pid, SIGKILL);
 			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), STOP_GRACE_MS);
 		}
-		pg_usleep(50 * 1000L);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 50,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
 	}
 }
 
@@ -429,6 +431,8 @@ ruvllm_inference_supervisor_main(Datum main_arg)
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	/* The servers are our children: their exits are reaped here (waitpid), not ignored. */
+	pqsignal(SIGCHLD, SIG_DFL);
 	BackgroundWorkerUnblockSignals();
 
 	inference_attach();

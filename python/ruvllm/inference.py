@@ -36,12 +36,13 @@ INTERRUPT_EVERY_S = 0.05
 TOKEN_CACHE_SIZE = 4096
 
 _plan = planner()
-_in_process = None
+# Token counts by (model file, text), kept across requests: a session's history and the memory
+# nodes that come back often are counted once per backend.
+_TOKEN_COUNTS = collections.OrderedDict()
 
 
 def backend_for(plpy):
     """The generator this session's ruvllm.inference names."""
-    global _in_process
     mode = setting(plpy, "ruvllm.inference", "in_process")
     if mode == "in_process":
         return generation.default_backend()
@@ -137,7 +138,8 @@ class ServerBackend(generation.GenerationBackend):
         self.interrupt_check = interrupt_check or (lambda: None)
         self.timeout = float(timeout)
         self.api_key = api_key
-        self._token_counts = collections.OrderedDict()
+        self._token_counts = _TOKEN_COUNTS
+        self._endpoints = {}
         self._last_check = 0.0
         self.last_cancelled = False
 
@@ -158,7 +160,7 @@ class ServerBackend(generation.GenerationBackend):
         last = None
         while True:
             self._check_interrupts(force=True)
-            ep = self.endpoints.find(model)
+            ep = self._endpoints.pop(model.path, None) or self.endpoints.find(model)
             if ep is not None:
                 try:
                     sock = socket.create_connection(
@@ -166,6 +168,7 @@ class ServerBackend(generation.GenerationBackend):
                     if ep.https:
                         sock = ssl.create_default_context().wrap_socket(sock, server_hostname=ep.host)
                     sock.settimeout(5.0)   # reads run only when select() says there is data
+                    self._endpoints[model.path] = ep   # found again only after a failed connect
                     return sock, ep
                 except OSError as e:
                     last = e
