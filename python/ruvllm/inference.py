@@ -274,7 +274,7 @@ class ServerBackend(generation.GenerationBackend):
             path = "/v1/completions"
         self.last_cancelled = False
         response = self._request(model, path, body, deadline)
-        pieces, usage, finish = [], {}, None
+        pieces, usage, timings, finish = [], {}, {}, None
         first_token_at = None
         try:
             for line in response.lines():
@@ -287,10 +287,8 @@ class ServerBackend(generation.GenerationBackend):
                 event = json.loads(data)
                 if event.get("usage"):
                     usage = event["usage"]
-                timings = event.get("timings")
-                if timings and not usage:
-                    usage = {"prompt_tokens": timings.get("prompt_n", 0),
-                             "completion_tokens": timings.get("predicted_n", 0)}
+                if event.get("timings"):
+                    timings = event["timings"]
                 for choice in event.get("choices") or ():
                     piece = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
                     if piece:
@@ -304,14 +302,19 @@ class ServerBackend(generation.GenerationBackend):
         finally:
             # Closing the connection is what makes llama-server stop generating and free the slot.
             response.close()
+        # llama-server's timings: prompt_n tokens evaluated now, cache_n reused from the slot's cache.
+        evaluated = timings.get("prompt_n")
+        cached = timings.get("cache_n", 0)
         result = generation.GenerationResult(
             text="".join(pieces).strip(),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=int(usage.get("prompt_tokens") or ((evaluated or 0) + (cached or 0))),
+            completion_tokens=int(usage.get("completion_tokens") or timings.get("predicted_n") or 0),
             seconds=time.perf_counter() - started,
             finish_reason=finish or "stop",
         )
         result.first_token_seconds = None if first_token_at is None else first_token_at - started
+        result.evaluated_prompt_tokens = evaluated
+        result.cached_prompt_tokens = cached
         return result
 
 
