@@ -79,6 +79,9 @@ class StaticEndpoints:
         # Both http://host:8080 and http://host:8000/v1 name the same API.
         self.prefix = path[:-3] if path.endswith("/v1") else path
 
+    unreachable_hint = ("Check that the server at ruvllm.inference_url is up and reachable from the "
+                        "database server, or SET ruvllm.inference = server | in_process.")
+
     def find(self, model):
         return self
 
@@ -92,6 +95,8 @@ class SupervisedEndpoints:
     https = False
     host = "127.0.0.1"
     prefix = ""
+    unreachable_hint = ("See SELECT * FROM ruvllm.inference_servers and ruvllm_health(); the supervisor "
+                        "restarts a server that exited, with backoff.")
 
     def __init__(self, plpy):
         self.plpy = plpy
@@ -178,8 +183,7 @@ class ServerBackend(generation.GenerationBackend):
                 raise errors.RuvllmError(
                     CANNOT_CONNECT, f"cannot reach {self.endpoints.describe(model)}: {last}",
                     detail=f"waited {self.timeout:g} s (ruvllm.inference_timeout)",
-                    hint="See SELECT * FROM ruvllm.inference_servers and ruvllm_health(); the supervisor "
-                         "restarts a server that exited, with backoff.")
+                    hint=self.endpoints.unreachable_hint)
             time.sleep(0.1)
 
     def _request(self, model, path, body, deadline):

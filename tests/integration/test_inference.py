@@ -298,7 +298,7 @@ def test_remote_mode_against_a_second_server(server, tmp_path):
             with pytest.raises(psycopg.Error) as e:
                 ask(conn, "Anyone there?", {"max_tokens": 8})
             assert e.value.sqlstate == "08001" and "cannot reach" in str(e.value)
-            assert "inference_servers" in e.value.diag.message_hint
+            assert "ruvllm.inference_url" in e.value.diag.message_hint
             assert witness_of(conn, "Anyone there?")[1] == "08001"
     finally:
         if proc.poll() is None:

@@ -122,7 +122,7 @@ def test_http_errors_and_an_unreachable_server_are_clear(server):
         closed = s.getsockname()[1]
     with pytest.raises(errors.RuvllmError) as e:
         backend(closed, timeout=0.3).generate(CHAT, "hi")
-    assert e.value.sqlstate == inference.CANNOT_CONNECT and "ruvllm.inference_servers" in e.value.hint
+    assert e.value.sqlstate == inference.CANNOT_CONNECT and "ruvllm.inference_url" in e.value.hint
 
 
 def test_a_server_that_stops_answering_times_out(server):
