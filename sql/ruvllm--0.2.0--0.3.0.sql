@@ -555,12 +555,14 @@ result = sqlglue.call(plpy, lambda: generation.generate_text(prompt, model_name=
 return result.text
 $$;
 
+-- In the order a fresh install grants them (the ACLs compare equal only then).
 REVOKE ALL ON FUNCTION ruvllm._inference_servers(), ruvllm._inference_api_key(),
     ruvllm._inference_slots_busy(integer), public.ruvllm_query_stream(text, text, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ruvllm._inference_servers(), ruvllm._inference_api_key(),
-    ruvllm._inference_slots_busy(integer), public.ruvllm_query_stream(text, text, jsonb) TO ruvllm_admin;
+GRANT EXECUTE ON FUNCTION public.ruvllm_query_stream(text, text, jsonb) TO ruvllm_admin;
 GRANT EXECUTE ON FUNCTION public.ruvllm_query_stream(text, text, jsonb), ruvllm._inference_servers(),
     ruvllm._inference_api_key() TO ruvllm_user;
+GRANT EXECUTE ON FUNCTION ruvllm._inference_servers(), ruvllm._inference_api_key(),
+    ruvllm._inference_slots_busy(integer) TO ruvllm_admin;
 GRANT ALL ON ruvllm.inference_servers TO ruvllm_admin;
 DO $$
 DECLARE
