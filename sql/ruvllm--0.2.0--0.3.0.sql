@@ -518,6 +518,15 @@ SELECT s.server, s.model, s.state, s.pid, s.port, s.restarts, s.started_at,
   FROM ruvllm._inference_servers() AS s;
 COMMENT ON VIEW ruvllm.inference_servers IS
     'One row per supervised inference server (ruvllm.inference = server): model file, state, pid, port, restarts, when it started, slots generating now, last error.';
+COMMENT ON COLUMN ruvllm.inference_servers.server IS 'Position of the model in ruvllm.inference_models (0 first).';
+COMMENT ON COLUMN ruvllm.inference_servers.model IS 'The GGUF file the server serves.';
+COMMENT ON COLUMN ruvllm.inference_servers.state IS 'running, restarting (exited; started again after its backoff) or stopped.';
+COMMENT ON COLUMN ruvllm.inference_servers.pid IS 'Process id of the server (NULL while it is not running).';
+COMMENT ON COLUMN ruvllm.inference_servers.port IS 'Loopback port it listens on (127.0.0.1).';
+COMMENT ON COLUMN ruvllm.inference_servers.restarts IS 'How often the supervisor started it again after it exited.';
+COMMENT ON COLUMN ruvllm.inference_servers.started_at IS 'When the running server was started.';
+COMMENT ON COLUMN ruvllm.inference_servers.slots_busy IS 'Slots generating now, from the server's /slots (NULL: it does not answer).';
+COMMENT ON COLUMN ruvllm.inference_servers.last_error IS 'Why it last exited or could not start (NULL: never).';
 
 CREATE FUNCTION public.ruvllm_query_stream(query text, session_id text DEFAULT NULL, constraints jsonb DEFAULT '{}')
 RETURNS TABLE (seq integer, token text, response jsonb)
