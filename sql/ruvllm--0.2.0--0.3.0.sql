@@ -525,7 +525,7 @@ COMMENT ON COLUMN ruvllm.inference_servers.pid IS 'Process id of the server (NUL
 COMMENT ON COLUMN ruvllm.inference_servers.port IS 'Loopback port it listens on (127.0.0.1).';
 COMMENT ON COLUMN ruvllm.inference_servers.restarts IS 'How often the supervisor started it again after it exited.';
 COMMENT ON COLUMN ruvllm.inference_servers.started_at IS 'When the running server was started.';
-COMMENT ON COLUMN ruvllm.inference_servers.slots_busy IS 'Slots generating now, from the server's /slots (NULL: it does not answer).';
+COMMENT ON COLUMN ruvllm.inference_servers.slots_busy IS 'Slots generating now, from the server''s /slots (NULL: it does not answer).';
 COMMENT ON COLUMN ruvllm.inference_servers.last_error IS 'Why it last exited or could not start (NULL: never).';
 
 CREATE FUNCTION public.ruvllm_query_stream(query text, session_id text DEFAULT NULL, constraints jsonb DEFAULT '{}')
