@@ -160,7 +160,7 @@ class Background:
             self.error = e
 
     def join(self):
-        self.thread.join(120)
+        self.thread.join(600)
         assert not self.thread.is_alive(), "the statement did not end"
 
 
