@@ -284,6 +284,10 @@ start_server(int i)
 	argv[argc++] = slots_s;
 	argv[argc++] = "--ctx-size";
 	argv[argc++] = ctx_s;
+	/* llama-server keeps evicted slots' prompts in RAM for reuse, 8 GiB by default: per server,
+	 * on a database machine, that is too much to take unasked. */
+	argv[argc++] = "--cache-ram";
+	argv[argc++] = "1024";
 	argv[argc++] = "--metrics";
 	argv[argc++] = "--slots";
 	if (ruvllm_inference_threads > 0)
