@@ -52,6 +52,16 @@ COMPLETION_INSTRUCTION = "Answer the question briefly, using the context."
 COMPLETION_STOP = ("\nQuestion:", "\n\n\n")
 
 
+def chat_messages(system, history, prompt):
+    """A chat model's messages: the system prompt, the session's earlier turns unchanged (so the
+    evaluated prefix is reused, in a backend or in an inference server's slot), then the question."""
+    messages = [{"role": "system", "content": system}] if system else []
+    for question, answer in history:
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    messages.append({"role": "user", "content": prompt})
+    return messages
+
+
 def answer_prompt(spec, question, context):
     """(system, prompt, stop) for an answer from spec's model; context: [(index, text, score)]."""
     lines = [f"[{i + 1}] {text}" for i, (_, text, _) in enumerate(context)]
@@ -129,12 +139,7 @@ class LlamaCppBackend(GenerationBackend):
         # The session's earlier turns come first and unchanged, so llama.cpp finds them as the
         # prefix of what it evaluated last time and reuses that KV state in this backend.
         if model.prompt_style == "chat":
-            messages = [{"role": "system", "content": system}] if system else []
-            for question, answer in history:
-                messages += [{"role": "user", "content": question},
-                             {"role": "assistant", "content": answer}]
-            messages.append({"role": "user", "content": prompt})
-            out = llm.create_chat_completion(messages=messages, **kwargs)
+            out = llm.create_chat_completion(messages=chat_messages(system, history, prompt), **kwargs)
             choice = out["choices"][0]
             text = choice["message"]["content"] or ""
         else:

@@ -265,12 +265,7 @@ class ServerBackend(generation.GenerationBackend):
         if stop:
             body["stop"] = list(stop)
         if model.prompt_style == "chat":
-            messages = [{"role": "system", "content": system}] if system else []
-            for question, answer in history:
-                messages += [{"role": "user", "content": question},
-                             {"role": "assistant", "content": answer}]
-            messages.append({"role": "user", "content": prompt})
-            body["messages"] = messages
+            body["messages"] = generation.chat_messages(system, history, prompt)
             path = "/v1/chat/completions"
         else:
             turns = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in history)

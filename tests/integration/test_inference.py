@@ -10,14 +10,15 @@ ruvllm.inference) and its log must show that killing the inference server is no 
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
-import time
 import urllib.request
 
 import psycopg
 import pytest
+
+import helpers
+from helpers import free_port, scalar
 
 PG_BIN = os.environ.get("RUVLLM_PG_BIN", "/usr/lib/postgresql/17/bin")
 LLAMA_SERVER = "/usr/local/bin/llama-server"
@@ -33,26 +34,9 @@ pytestmark = pytest.mark.skipif(
     reason="PostgreSQL 17 and llama-server are not here: run the tests with `make test`")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(what, fn, timeout=120.0, every=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
-
-
-def scalar(conn, sql, params=None):
-    row = conn.execute(sql, params).fetchone()
-    return row[0] if row else None
+    """helpers.wait_for with the longer default a model load under load needs."""
+    return helpers.wait_for(what, fn, timeout, every)
 
 
 def http_json(port, path, timeout=2.0):
