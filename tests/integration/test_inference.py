@@ -178,23 +178,40 @@ def test_cancel_and_timeout_end_the_request_and_free_its_slot(server, how):
     with server.connect() as conn, server.connect() as admin:
         _, port, _ = server.inference_server(admin)
         ask(conn, "Warm up this connection.", {"max_tokens": 4})   # the embedder is loaded now
-        question = f"{LONG} ({how})"
+        # Every attempt generates: the long question differs from the module's others only by
+        # its suffix, which the semantic cache would otherwise answer from an earlier test.
+        conn.execute("SET ruvllm.cache_ttl = 0")
+        def start(question):
+            return Background(conn, "SELECT ruvllm_query(%s, NULL, %s::jsonb)",
+                              (question, json.dumps({**SMOL, "max_tokens": 2048})))
+
         if how == "statement_timeout":
-            # Past the pipeline's first stages, well inside a generation of 2048 tokens.
-            conn.execute("SET statement_timeout = '3s'")
-        job = Background(conn, "SELECT ruvllm_query(%s, NULL, %s::jsonb)",
-                         (question, json.dumps({**SMOL, "max_tokens": 2048})))
-        wait_for("the request to be generating", lambda: busy_slots(port) == 1 or not job.thread.is_alive())
-        if how == "cancel":
+            # Past the pipeline's first stages (~0.1 s warm) and inside the generation. On a quiet
+            # machine the small model often answers in 0.5-1 s: when its answer beat the timeout, a
+            # shorter one is tried (with another question).
+            for attempt, timeout in enumerate(("3s", "600ms", "300ms", "150ms")):
+                question = f"{LONG} ({how} {attempt})"
+                conn.execute(f"SET statement_timeout = '{timeout}'")
+                job = start(question)
+                job.join()
+                if job.error is not None:
+                    break
+        else:
+            question = f"{LONG} ({how})"
+            job = start(question)
+            wait_for("the request to be generating", lambda: busy_slots(port) == 1 or not job.thread.is_alive())
             assert scalar(admin, "SELECT pg_cancel_backend(%s)", (job.pid,))
-        job.join()
+            job.join()
         assert isinstance(job.error, psycopg.errors.QueryCanceled), job.error
         assert job.error.sqlstate == "57014"
         # The slot is freed (llama-server stops a request whose client went away).
         wait_for("the slot to be idle", lambda: busy_slots(port) == 0, timeout=30)
         conn.execute("RESET statement_timeout")
         error, sqlstate, response = witness_of(conn, question)
-        assert sqlstate == "57014" and "canceling statement" in error and response is None
+        assert sqlstate == "57014" and "canceling statement" in error
+        # A cancel sent while the slot was busy ends the generation: nothing was answered. (A
+        # timeout may land after the answer, while it is being recorded.)
+        assert response is None or how == "statement_timeout"
         # The connection goes on working.
         assert ask(conn, "Still there?", {"max_tokens": 4})["text"] is not None
 
