@@ -26,7 +26,8 @@ if [ -e "$root/.ruvllm-root-complete" ]; then
     exit 0
 fi
 
-mkdir -p "$RUVLLM_CACHE/roots" "$RUVLLM_CACHE/debs" "$RUVLLM_CACHE/pip" "$RUVLLM_CACHE/apt"
+mkdir -p "$RUVLLM_CACHE/roots" "$RUVLLM_CACHE/debs" "$RUVLLM_CACHE/pip" "$RUVLLM_CACHE/apt" \
+    "$RUVLLM_CACHE/llama-server"
 exec 9>"$RUVLLM_CACHE/build.lock"
 say "waiting for the build lock ($RUVLLM_CACHE/build.lock)"
 flock 9
@@ -48,7 +49,8 @@ timed "debootstrap minbase trixie" logged "$RUVLLM_CACHE/debootstrap.log" \
     debootstrap --variant=minbase --cache-dir="$RUVLLM_CACHE/debs" trixie "$building" "$DEBIAN_MIRROR" \
     || die "debootstrap failed"
 
-mkdir -p "$building/tmp/ruvllm-src" "$building/root/.cache/pip" "$building/var/cache/apt/archives"
+mkdir -p "$building/tmp/ruvllm-src" "$building/root/.cache/pip" "$building/var/cache/apt/archives" \
+    "$building/root/.cache/llama-server"
 # pip inside the root trusts the host's CA bundle (which may hold a site proxy's CA); apt's
 # ca-certificates would replace a copy at the usual place, so it goes beside it.
 mkdir -p "$building/etc/ssl"
@@ -67,8 +69,9 @@ timed "install packages into the root (env/install-deps.sh)" \
         mount --rbind /dev "$r/dev"
         mount --bind "$cache/pip" "$r/root/.cache/pip"
         mount --bind "$cache/apt" "$r/var/cache/apt/archives"
+        mount --bind "$cache/llama-server" "$r/root/.cache/llama-server"
         chroot "$r" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-            HOME=/root LANG=C.UTF-8 CMAKE_ARGS="${CMAKE_ARGS:-}" \
+            HOME=/root LANG=C.UTF-8 CMAKE_ARGS="${CMAKE_ARGS:-}" LLAMA_SERVER_CACHE=/root/.cache/llama-server \
             PIP_CERT=/etc/ssl/host-ca-certificates.crt \
             /bin/sh /tmp/ruvllm-src/env/install-deps.sh /tmp/ruvllm-src
     ' sh "$building" "$RUVLLM_CACHE" || die "installing packages failed"

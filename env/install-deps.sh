@@ -18,12 +18,14 @@ export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER
 
 step() { printf '  [install] %s\n' "$*"; }
 
-step "apt packages: PostgreSQL 17, pgvector, AGE, PL/Python, build tools"
+step "apt packages: PostgreSQL 17 (and its manual), pgvector, AGE, PL/Python, build tools"
 apt-get update -qq
+# postgresql-doc-17: the PostgreSQL manual as HTML, the real text that bench/answers and
+# bench/retrieval ask questions of (and `make demo DOCS=postgres` loads).
 # libopenblas0-pthread: without it Debian's numpy falls back to reference BLAS (~25x slower matmuls).
 apt-get install -y -qq --no-install-recommends \
     postgresql-17 postgresql-17-pgvector postgresql-17-age postgresql-plpython3-17 \
-    postgresql-server-dev-17 postgresql-client-17 \
+    postgresql-server-dev-17 postgresql-client-17 postgresql-doc-17 \
     python3 python3-dev python3-pip python3-numpy libopenblas0-pthread \
     build-essential cmake make ca-certificates procps util-linux >/dev/null
 
@@ -37,16 +39,27 @@ step "llama-server, from the llama.cpp source the pinned llama-cpp-python releas
 # target is built (ggml once more, statically): ~10 minutes on 2 cores, once per root.
 t0=$(date +%s)
 llama_version=$(python3 -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')
-build=$(mktemp -d)
-python3 -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$llama_version" -d "$build"
-tar xzf "$build"/llama_cpp_python-*.tar.gz -C "$build"
-# shellcheck disable=SC2086 # CMAKE_ARGS is a list of flags
-cmake -S "$build"/llama_cpp_python-*/vendor/llama.cpp -B "$build/out" -DCMAKE_BUILD_TYPE=Release \
-    -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON ${CMAKE_ARGS:-} >/dev/null
-cmake --build "$build/out" --target llama-server -j "$(nproc)" >/dev/null
-install -m 755 "$build/out/bin/llama-server" /usr/local/bin/llama-server
-rm -rf "$build"
+# A cache directory (build-root.sh bind-mounts one) keeps the binary between roots, keyed by the
+# llama.cpp version and the build flags: a root rebuilt for any other reason skips the ~10 minutes.
+cache_key=$(printf '%s %s' "$llama_version" "${CMAKE_ARGS:-}" | sha256sum | cut -c1-16)
+cached=${LLAMA_SERVER_CACHE:-/nonexistent}/llama-server-$cache_key
+if [ -x "$cached" ]; then
+    install -m 755 "$cached" /usr/local/bin/llama-server
+else
+    build=$(mktemp -d)
+    python3 -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$llama_version" -d "$build"
+    tar xzf "$build"/llama_cpp_python-*.tar.gz -C "$build"
+    # shellcheck disable=SC2086 # CMAKE_ARGS is a list of flags
+    cmake -S "$build"/llama_cpp_python-*/vendor/llama.cpp -B "$build/out" -DCMAKE_BUILD_TYPE=Release \
+        -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
+        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON ${CMAKE_ARGS:-} >/dev/null
+    cmake --build "$build/out" --target llama-server -j "$(nproc)" >/dev/null
+    install -m 755 "$build/out/bin/llama-server" /usr/local/bin/llama-server
+    if [ -d "${LLAMA_SERVER_CACHE:-/nonexistent}" ]; then
+        install -m 755 "$build/out/bin/llama-server" "$cached.tmp" && mv "$cached.tmp" "$cached"
+    fi
+    rm -rf "$build"
+fi
 step "llama-server built in $(( $(date +%s) - t0 ))s"
 
 if [ "${RUVLLM_WITH_TESTS:-1}" = 1 ]; then
