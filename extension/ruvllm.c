@@ -309,8 +309,8 @@ _PG_init(void)
 							 &ruvllm_guard_cypher_writes, true, PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("ruvllm.inference",
 							 "Where ruvllm generates: server (the shared inference servers PostgreSQL supervises), in_process (llama.cpp in each backend) or remote (the OpenAI-compatible server at ruvllm.inference_url).",
-							 "The supervisor runs the servers while the server-wide value (postgresql.conf, ALTER SYSTEM) is server.",
-							 &ruvllm_inference_mode, RUVLLM_INFERENCE_IN_PROCESS, inference_modes,
+							 "The supervisor runs the servers while the server-wide value (postgresql.conf, ALTER SYSTEM) is server; without ruvllm in shared_preload_libraries there is no supervisor, and server generates in process.",
+							 &ruvllm_inference_mode, RUVLLM_INFERENCE_SERVER, inference_modes,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("ruvllm.inference_url",
 							   "Base URL of the remote OpenAI-compatible server for ruvllm.inference = remote (a llama.cpp server or vLLM).",

@@ -43,8 +43,8 @@ _TOKEN_COUNTS = collections.OrderedDict()
 
 def backend_for(plpy):
     """The generator this session's ruvllm.inference names."""
-    mode = setting(plpy, "ruvllm.inference", "in_process")
-    if mode == "in_process":
+    mode = setting(plpy, "ruvllm.inference", "server")
+    if mode == "in_process" or (mode == "server" and not supervised(plpy)):
         return generation.default_backend()
     timeout = seconds(setting(plpy, "ruvllm.inference_timeout", "60"))
     check = _interrupt_check(plpy)
@@ -58,6 +58,20 @@ def backend_for(plpy):
         key = plpy.execute(_plan(plpy, "key", "SELECT ruvllm._inference_api_key() AS k", []))[0]["k"]
         return ServerBackend(StaticEndpoints(url), interrupt_check=check, timeout=timeout, api_key=key)
     return ServerBackend(SupervisedEndpoints(plpy), interrupt_check=check, timeout=timeout)
+
+
+_preloaded = []
+
+
+def supervised(plpy):
+    """Whether this server runs the inference supervisor: only a library in shared_preload_libraries
+    can start background workers, so a server without ruvllm there generates in process."""
+    if not _preloaded:
+        libs = plpy.execute(_plan(plpy, "preload", "SELECT pg_catalog.current_setting("
+                                  "'shared_preload_libraries') AS libs", []))[0]["libs"]
+        _preloaded.append(any(lib.strip().strip('"').split("/")[-1].removesuffix(".so") == "ruvllm"
+                              for lib in libs.split(",")))
+    return _preloaded[0]
 
 
 def _interrupt_check(plpy):
@@ -439,7 +453,7 @@ def slots_busy(port, timeout=1.0):
 
 def health(plpy):
     """The inference part of ruvllm_health(): (checks, problems)."""
-    mode = setting(plpy, "ruvllm.inference", "in_process")
+    mode = setting(plpy, "ruvllm.inference", "server")
     servers = []
     problems = []
     for row in plpy.execute("SELECT * FROM ruvllm._inference_servers()"):
@@ -450,10 +464,12 @@ def health(plpy):
         if mode == "server" and row["state"] != "running":
             problems.append(("degraded", f"inference server for {row['model']} is {row['state']}: "
                                          f"{row['last_error']}"))
-    if mode == "server" and not servers:
+    # Without the supervisor (ruvllm not preloaded), server generates in process: not a fault.
+    if mode == "server" and supervised(plpy) and not servers:
         problems.append(("critical", "ruvllm.inference is server but no inference server is supervised "
                                      "(the server-wide ruvllm.inference must be server)"))
-    return {"mode": mode, "servers": servers}, problems
+    generates_in = mode if mode != "server" or supervised(plpy) else "in_process"
+    return {"mode": mode, "generates_in": generates_in, "servers": servers}, problems
 
 
 # --- streaming to SQL clients ---------------------------------------------------------------------

@@ -259,8 +259,17 @@ def test_backends_switch_to_a_newly_promoted_policy(db):
     assert scalar(db, "SELECT ruvllm_route('What does VACUUM do?')")["decision"]["policy_version"] == 2
 
 
+def test_a_backend_that_answers_through_the_server_holds_no_model(db):
+    seed(db)
+    assert scalar(db, "SHOW ruvllm.inference") == "server"
+    ask(db, "What does VACUUM do?", constraints={"model": "smollm2-135m-instruct", "max_tokens": 4})
+    ask(db, "What does VACUUM do?", constraints={"model": "gemma-3-270m", "max_tokens": 4})
+    assert scalar(db, "SELECT ruvllm_info()->'loaded_models'") == []
+
+
 def test_models_load_lazily_within_the_lru_bound(db):
     seed(db)
+    db.execute("SET ruvllm.inference = 'in_process'")
     assert scalar(db, "SELECT ruvllm_info()->'loaded_models'") == []
     db.execute("SET ruvllm.max_loaded_models = 1")
     ask(db, "What does VACUUM do?", constraints={"model": "smollm2-135m-instruct", "max_tokens": 4})
