@@ -309,8 +309,11 @@ _PG_init(void)
 							 &ruvllm_guard_cypher_writes, true, PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("ruvllm.inference",
 							 "Where ruvllm generates: server (the shared inference servers PostgreSQL supervises), in_process (llama.cpp in each backend) or remote (the OpenAI-compatible server at ruvllm.inference_url).",
-							 "The supervisor runs the servers while the server-wide value (postgresql.conf, ALTER SYSTEM) is server; without ruvllm in shared_preload_libraries there is no supervisor, and server generates in process.",
-							 &ruvllm_inference_mode, RUVLLM_INFERENCE_SERVER, inference_modes,
+							 "The supervisor runs the servers while the server-wide value (postgresql.conf, ALTER SYSTEM) is server. The default is server with ruvllm in shared_preload_libraries (which the supervisor needs), in_process without.",
+							 &ruvllm_inference_mode,
+							 /* only a preloaded library has the supervisor, and so servers */
+							 process_shared_preload_libraries_in_progress ? RUVLLM_INFERENCE_SERVER : RUVLLM_INFERENCE_IN_PROCESS,
+							 inference_modes,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("ruvllm.inference_url",
 							   "Base URL of the remote OpenAI-compatible server for ruvllm.inference = remote (a llama.cpp server or vLLM).",
@@ -337,7 +340,7 @@ _PG_init(void)
 							"Requests each inference server generates at once (llama.cpp's parallel slots, batched together).",
 							NULL, &ruvllm_inference_slots, 4, 1, 64, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ruvllm.inference_threads",
-							"Threads of each inference server (0: llama.cpp's default, one per core).",
+							"Threads of each inference server (0: half the cores, at least one).",
 							NULL, &ruvllm_inference_threads, 0, 0, 256, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ruvllm.inference_ctx_per_slot",
 							"Context (prompt and answer, in tokens) of each slot of an inference server.",

@@ -534,18 +534,8 @@ LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $$
 if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
-import json
 from ruvllm import inference, query as pipeline, sqlglue
-from ruvllm.errors import RuvllmError
-rows = inference.stream(plpy, pipeline.run, query, session_id, constraints)
-while True:
-    try:
-        seq, token, response = next(rows)
-    except StopIteration:
-        break
-    except RuvllmError as e:
-        plpy.error(e.message, detail=e.detail, hint=e.hint, sqlstate=e.sqlstate)
-    yield seq, token, None if response is None else json.dumps(response)
+return sqlglue.call_rows(plpy, inference.stream_rows, plpy, pipeline.run, query, session_id, constraints)
 $$;
 COMMENT ON FUNCTION public.ruvllm_query_stream(text, text, jsonb) IS
     'ruvllm_query, streamed: one row per piece of the answer as it is generated (read it through a cursor to see them as they come), then a last row with token NULL and response what ruvllm_query returns; the same witness row.';
@@ -583,3 +573,10 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- What the inference server's prompt cache saved a request: a session's continuing turn should
+-- evaluate little beyond its new message. After created_at, where ALTER TABLE puts it.
+ALTER TABLE ruvllm.witness ADD COLUMN prompt_cached_tokens integer;
+ALTER TABLE ruvllm.witness_archive ADD COLUMN prompt_cached_tokens integer;
+COMMENT ON COLUMN ruvllm.witness.prompt_tokens IS 'Prompt tokens of the request: evaluated, or taken from the inference server''s prompt cache (prompt_cached_tokens).';
+COMMENT ON COLUMN ruvllm.witness.prompt_cached_tokens IS 'Prompt tokens the inference server reused from its cache (the KV state of the longest prefix it had evaluated, e.g. a session''s earlier turns) instead of evaluating them; NULL when generated in process.';

@@ -616,7 +616,8 @@ CREATE TABLE ruvllm.witness (
     cache_hit           boolean NOT NULL DEFAULT false,
     error               text,
     error_sqlstate      text,
-    created_at          timestamptz NOT NULL DEFAULT now()
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    prompt_cached_tokens integer
 ) PARTITION BY RANGE (created_at);
 COMMENT ON TABLE ruvllm.witness IS 'Audit log: one row per ruvllm_query call, success or failure, written by the witness writer outside the caller''s transaction. Partitioned by day on created_at.';
 COMMENT ON COLUMN ruvllm.witness.request_id IS 'The request_id ruvllm_query returned.';
@@ -647,7 +648,8 @@ COMMENT ON COLUMN ruvllm.witness.routing_ms IS 'Milliseconds spent on features a
 COMMENT ON COLUMN ruvllm.witness.attention_ms IS 'Milliseconds spent ranking and fitting the context.';
 COMMENT ON COLUMN ruvllm.witness.generation_ms IS 'Milliseconds spent generating.';
 COMMENT ON COLUMN ruvllm.witness.total_ms IS 'Milliseconds for the whole call.';
-COMMENT ON COLUMN ruvllm.witness.prompt_tokens IS 'Prompt tokens the model evaluated.';
+COMMENT ON COLUMN ruvllm.witness.prompt_tokens IS 'Prompt tokens of the request: evaluated, or taken from the inference server''s prompt cache (prompt_cached_tokens).';
+COMMENT ON COLUMN ruvllm.witness.prompt_cached_tokens IS 'Prompt tokens the inference server reused from its cache (the KV state of the longest prefix it had evaluated, e.g. a session''s earlier turns) instead of evaluating them; NULL when generated in process.';
 COMMENT ON COLUMN ruvllm.witness.completion_tokens IS 'Tokens generated.';
 COMMENT ON COLUMN ruvllm.witness.context_node_ids IS 'Memory nodes given to the model, in rank order.';
 COMMENT ON COLUMN ruvllm.witness.response IS 'The answer returned.';
@@ -1465,18 +1467,8 @@ LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $$
 if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
-import json
 from ruvllm import inference, query as pipeline, sqlglue
-from ruvllm.errors import RuvllmError
-rows = inference.stream(plpy, pipeline.run, query, session_id, constraints)
-while True:
-    try:
-        seq, token, response = next(rows)
-    except StopIteration:
-        break
-    except RuvllmError as e:
-        plpy.error(e.message, detail=e.detail, hint=e.hint, sqlstate=e.sqlstate)
-    yield seq, token, None if response is None else json.dumps(response)
+return sqlglue.call_rows(plpy, inference.stream_rows, plpy, pipeline.run, query, session_id, constraints)
 $$;
 COMMENT ON FUNCTION public.ruvllm_query_stream(text, text, jsonb) IS
     'ruvllm_query, streamed: one row per piece of the answer as it is generated (read it through a cursor to see them as they come), then a last row with token NULL and response what ruvllm_query returns; the same witness row.';

@@ -106,6 +106,7 @@ class Bench:
         self.cancel_s = []
         self.bound = {}
         self.prompt_tokens = []
+        self.session = []
 
     def question(self):
         self.q += 1
@@ -113,12 +114,15 @@ class Bench:
 
     # -- the machine's bound
     def measure_bound(self):
+        """The bare llama-server at all cores, after the runs (nothing else of the bench running):
+        prefill and decode tokens/s of one request at a time, and the answers/s that SLOTS
+        concurrent requests of the runs' mean prompt size and MAX_TOKENS get from batching."""
         port = free_port()
-        log("bound: a bare llama-server, all cores, one slot")
+        log(f"bound: a bare llama-server, all cores, {SLOTS} slots")
         with tempfile.TemporaryFile() as out:
             proc = subprocess.Popen([LLAMA_SERVER, "--model", os.path.join(MODELS_DIR, SMOL_FILE),
-                                     "--host", "127.0.0.1", "--port", str(port), "--parallel", "1",
-                                     "--ctx-size", "4096"], stdout=out, stderr=subprocess.STDOUT)
+                                     "--host", "127.0.0.1", "--port", str(port), "--parallel", str(SLOTS),
+                                     "--ctx-size", str(SLOTS * 2048)], stdout=out, stderr=subprocess.STDOUT)
             try:
                 wait_health(port)
                 text = " ".join(KNOWLEDGE * 6)
@@ -131,10 +135,30 @@ class Bench:
                     decode.append(t["predicted_per_second"])
                 self.bound = {"prefill_tps": statistics.median(prefill),
                               "decode_tps": statistics.median(decode)}
+                tokens = post(port, "/tokenize", {"content": " ".join(KNOWLEDGE * 40)})["tokens"]
+                n_prompt = max(8, int(round(self.prompt_tokens)))
+                rounds = 2
+                answered = []
+
+                def client(c):
+                    for r in range(rounds):
+                        # a distinct first token per request: nothing comes from the prompt cache
+                        prompt = [tokens[(c * rounds + r) % len(tokens)]] + tokens[:n_prompt - 1]
+                        post(port, "/completion", {"prompt": prompt, "n_predict": MAX_TOKENS,
+                                                   "cache_prompt": False, "ignore_eos": True})
+                        answered.append(1)
+                threads = [threading.Thread(target=client, args=(c,)) for c in range(SLOTS)]
+                t0 = time.perf_counter()
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                self.bound["batched_answers_per_s"] = len(answered) / (time.perf_counter() - t0)
             finally:
                 proc.terminate()
                 proc.wait(30)
-        log(f"bound: prefill {self.bound['prefill_tps']:.0f} tok/s, decode {self.bound['decode_tps']:.0f} tok/s")
+        log(f"bound: prefill {self.bound['prefill_tps']:.0f} tok/s, decode {self.bound['decode_tps']:.0f} tok/s, "
+            f"{SLOTS} batched: {self.bound['batched_answers_per_s']:.2f} answers/s")
 
     # -- ruvllm_query under load
     def run_clients(self, server, mode, clients):
@@ -145,13 +169,15 @@ class Bench:
         lat, errors = [], []
         barrier = threading.Barrier(clients)
 
+        ttft = []
+
         def worker(conn):
             barrier.wait()
             for _ in range(self.cfg["per_client"]):
-                t = time.perf_counter()
                 try:
-                    self.ask(conn)
-                    lat.append(time.perf_counter() - t)
+                    first, total = self.ask_streamed(conn)
+                    ttft.append(first)
+                    lat.append(total)
                 except Exception as e:  # noqa: BLE001 - counted
                     errors.append(str(e))
         threads = [threading.Thread(target=worker, args=(c,)) for c in conns]
@@ -163,12 +189,11 @@ class Bench:
             rss_backends = max(rss_backends, sum(rss_mib(c.info.backend_pid) for c in conns))
             time.sleep(0.2)
         wall = time.perf_counter() - t0
-        ttft = self.ttft(conns[0]) if mode == "server" else None
         for c in conns:
             c.close()
         row = {"mode": mode, "clients": clients, "answers": len(lat), "errors": len(errors),
                "answers_per_s": len(lat) / wall, "p50": pct(lat, 50), "p99": pct(lat, 99),
-               "ttft_p50": None if ttft is None else pct(ttft, 50), "rss_backends_mib": rss_backends,
+               "ttft_p50": pct(ttft, 50), "rss_backends_mib": rss_backends,
                "rss_server_mib": self.server_rss(server) if mode == "server" else None}
         log(f"{mode} C={clients}: {row['answers_per_s']:.2f} answers/s, p50 {row['p50']:.2f} s, "
             f"errors {len(errors)} {errors[:1]}")
@@ -179,18 +204,19 @@ class Bench:
                          (self.question(), json.dumps({"model": MODEL, "max_tokens": MAX_TOKENS}))).fetchone()[0]
         return r
 
-    def ttft(self, conn, n=3):
-        out = []
-        for _ in range(n):
-            t = time.perf_counter()
-            with conn.transaction():
-                conn.execute("DECLARE s NO SCROLL CURSOR FOR SELECT (x).token FROM "
-                             "(SELECT ruvllm_query_stream(%s, NULL, %s::jsonb) AS x OFFSET 0) q",
-                             (self.question(), json.dumps({"model": MODEL, "max_tokens": MAX_TOKENS})))
-                conn.execute("FETCH 1 FROM s").fetchone()
-                out.append(time.perf_counter() - t)
-                conn.execute("FETCH ALL FROM s").fetchall()
-        return out
+    def ask_streamed(self, conn):
+        """(seconds to the first token, seconds to the end) of one answer read through
+        ruvllm_query_stream; in process the answer comes as one piece when it is done."""
+        t = time.perf_counter()
+        with conn.transaction():
+            conn.execute("DECLARE s NO SCROLL CURSOR FOR SELECT (x).token FROM "
+                         "(SELECT ruvllm_query_stream(%s, NULL, %s::jsonb) AS x OFFSET 0) q",
+                         (self.question(), json.dumps({"model": MODEL, "max_tokens": MAX_TOKENS})))
+            conn.execute("FETCH 1 FROM s").fetchone()
+            first = time.perf_counter() - t
+            conn.execute("FETCH ALL FROM s").fetchall()
+            conn.execute("CLOSE s")
+        return first, time.perf_counter() - t
 
     def server_rss(self, server):
         with server.connect() as c:
@@ -240,6 +266,18 @@ class Bench:
                 self.cancel_s.append(done["at"] - sent)
         log(f"cancel latency p50 {pct(self.cancel_s, 50) * 1000:.0f} ms")
 
+    def session_turns(self, server, turns=6):
+        """A session continued by two connections in turn (server mode): what each turn evaluated."""
+        with server.connect() as a, server.connect() as b:
+            for i in range(turns):
+                (a, b)[i % 2].execute("SELECT ruvllm_query(%s, 'bench-session', %s::jsonb)",
+                                      (f"Tell me more about {TOPICS[i]}.",
+                                       json.dumps({"model": MODEL, "max_tokens": MAX_TOKENS})))
+            a.execute("SELECT ruvllm_witness_flush(10000)")
+            self.session = a.execute("SELECT prompt_tokens, prompt_cached_tokens FROM ruvllm.witness"
+                                     " WHERE session_id = 'bench-session' ORDER BY created_at").fetchall()
+        log(f"session turns (prompt, cached): {self.session}")
+
     def prompt_size(self, server):
         with server.connect() as c:
             n = c.execute("SELECT avg(prompt_tokens)::float8 FROM ruvllm.witness WHERE prompt_tokens > 0"
@@ -247,12 +285,13 @@ class Bench:
         self.prompt_tokens = n or 0.0
 
     def run(self):
-        self.measure_bound()
         with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
             os.chmod(tmp, 0o755)
             server = Server(tmp, name="bench/inference")
             server.start({"max_connections": "40", "ruvllm.inference": "'server'",
                           "ruvllm.inference_models": f"'{SMOL_FILE}'", "ruvllm.inference_slots": str(SLOTS),
+                          # all cores, as the bound is measured (the default is half of them)
+                          "ruvllm.inference_threads": str(os.cpu_count()),
                           "ruvllm.inference_ctx_per_slot": "2048"})
             try:
                 with server.connect("postgres") as c:
@@ -274,17 +313,49 @@ class Bench:
                     for clients in self.cfg["clients"]:
                         self.run_clients(server, mode, clients)
                 self.cancels(server)
+                self.session_turns(server)
                 with server.connect() as c:
                     c.execute("SELECT ruvllm_witness_flush(10000)")
                 self.prompt_size(server)
             finally:
                 server.stop(check=False)
+        self.measure_bound()
+
+    def targets(self, bound, batched, base):
+        """The issue's targets against what this run measured."""
+        server = {r["clients"]: r for r in self.rows if r["mode"] == "server"}
+        out = ["", "Targets (2 cores):", ""]
+        top = server.get(max(server)) if server else None
+        if top and base:
+            c = top["clients"]
+            out.append(f"- C = {c}: {top['answers_per_s']:.2f} answers/s = {top['answers_per_s'] / bound:.0%} of the "
+                       f"one-stream bound, {top['answers_per_s'] / batched:.0%} of the batched bound (target >= 80%: "
+                       f"{_verdict(top['answers_per_s'] >= 0.8 * min(bound, batched))} against the one-stream bound, "
+                       f"{_verdict(top['answers_per_s'] >= 0.8 * batched)} against the batched one); "
+                       f"{top['answers_per_s'] / base:.2f}x in_process C = 1 (target >= 1.8x: "
+                       f"{_verdict(top['answers_per_s'] >= 1.8 * base)}).")
+        rates = [server[c]["answers_per_s"] for c in sorted(server)]
+        worst = min((b / a - 1 for a, b in zip(rates, rates[1:])), default=0.0)
+        out.append(f"- Largest fall in answers/s as clients are added: {min(0.0, worst):.0%} (target: no fall over 10%: "
+                   f"{_verdict(worst >= -0.10)}).")
+        if "server" in self.first_calls:
+            first, second = self.first_calls["server"]
+            out.append(f"- A new connection's first answer {first - second:+.2f} s against its second "
+                       f"(target <= 0.5 s: {_verdict(first - second <= 0.5)}).")
+        per_backend = max((r["rss_backends_mib"] / r["clients"] for r in server.values()), default=0.0)
+        out.append(f"- Backend RSS, the most per backend in server mode: {per_backend:.0f} MiB (target <= 150 MiB: "
+                   f"{_verdict(per_backend <= 150)}).")
+        if 1 in server:
+            out.append(f"- TTFT p50 at C = 1: {server[1]['ttft_p50']:.2f} s (target <= 0.3 s: "
+                       f"{_verdict(server[1]['ttft_p50'] <= 0.3)}), with a mean prompt of {self.prompt_tokens:.0f} tokens.")
+        return out + [""]
 
     def report(self):
         cpu, cores, mem, kernel = machine()
         p, d = self.bound["prefill_tps"], self.bound["decode_tps"]
         per_answer = self.prompt_tokens / p + MAX_TOKENS / d
         bound = 1 / per_answer if per_answer else float("nan")
+        batched = self.bound["batched_answers_per_s"]
         base = next((r["answers_per_s"] for r in self.rows if r["mode"] == "in_process" and r["clients"] == 1), None)
         lines = [SECTION, "",
                  f"`make bench-inference`, {time.strftime('%Y-%m-%d')}, {cpu}, {cores} cores, {mem:.0f} GiB, {kernel}; "
@@ -292,24 +363,39 @@ class Bench:
                  f"server: {SLOTS} slots, all cores. Load average at the end: {os.getloadavg()[0]:.1f} "
                  "(the machine is shared: other jobs take cores too).", "",
                  f"Machine bound in this run (bare llama-server, all cores): prefill {p:.0f} tok/s, decode {d:.0f} tok/s; "
-                 f"mean prompt {self.prompt_tokens:.0f} tokens, so one stream allows {bound:.2f} answers/s.", "",
-                 "| mode | C | answers | answers/s | of bound | vs in_process C=1 | p50 s | p99 s | TTFT p50 s | backends RSS MiB | server RSS MiB | errors |",
-                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                 f"mean prompt {self.prompt_tokens:.0f} tokens, so one stream allows {bound:.2f} answers/s "
+                 "(the issue's bound: batched decoding goes past it). "
+                 f"The same server with {SLOTS} slots and {SLOTS} concurrent requests of that prompt size and "
+                 f"{MAX_TOKENS} tokens, nothing from the prompt cache: {batched:.2f} answers/s (the batched bound).", "",
+                 "| mode | C | answers | answers/s | of one-stream bound | of batched bound | vs in_process C=1 | p50 s | p99 s | TTFT p50 s | backends RSS MiB | server RSS MiB | errors |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in self.rows:
             lines.append(
                 f"| {r['mode']} | {r['clients']} | {r['answers']} | {r['answers_per_s']:.2f} | "
-                f"{r['answers_per_s'] / bound:.0%} | {r['answers_per_s'] / base:.2f}x | {r['p50']:.2f} | {r['p99']:.2f} | "
+                f"{r['answers_per_s'] / bound:.0%} | {r['answers_per_s'] / batched:.0%} | {r['answers_per_s'] / base:.2f}x | {r['p50']:.2f} | {r['p99']:.2f} | "
                 f"{fmt(r['ttft_p50'], '.2f')} | {r['rss_backends_mib']:.0f} | "
                 f"{fmt(r['rss_server_mib'], '.0f')} | {r['errors']} |")
         lines.append("")
         for mode, (first, second) in self.first_calls.items():
             lines.append(f"- {mode}: a new connection's first answer {first:.2f} s, its second {second:.2f} s "
                          f"(+{first - second:.2f} s).")
+        if self.session:
+            turns = "; ".join(f"{i + 1}: {p} ({p - (c or 0)} evaluated)" for i, (p, c) in enumerate(self.session))
+            lines.append(f"- A session of {len(self.session)} turns, asked by two connections in turn (server mode), "
+                         f"prompt tokens per turn: {turns}. Turns after the first evaluate their new "
+                         "message and the previous turn's question and answer; the rest comes from the slot's cache.")
+        lines += self.targets(bound, batched, base)
         if self.cancel_s:
             lines.append(f"- Cancellation (pg_cancel_backend during generation to the statement's end, server mode): "
                          f"p50 {pct(self.cancel_s, 50) * 1000:.0f} ms, max {max(self.cancel_s) * 1000:.0f} ms "
                          f"over {len(self.cancel_s)}.")
         return "\n".join(lines) + "\n"
+
+
+def _verdict(ok):
+    return "met" if ok else "**missed**"
+
+
 
 
 def record(report_path, results_path):

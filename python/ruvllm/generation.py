@@ -43,6 +43,9 @@ class GenerationResult:
     completion_tokens: int
     seconds: float
     finish_reason: str
+    # An inference server's: prompt tokens taken from its cache, and seconds to the first token.
+    cached_prompt_tokens: int = None
+    first_token_seconds: float = None
 
 
 # The answer prompt ruvllm_query sends; the oracle loop asks every model the same.

@@ -43,8 +43,8 @@ _TOKEN_COUNTS = collections.OrderedDict()
 
 def backend_for(plpy):
     """The generator this session's ruvllm.inference names."""
-    mode = setting(plpy, "ruvllm.inference", "server")
-    if mode == "in_process" or (mode == "server" and not supervised(plpy)):
+    mode = setting(plpy, "ruvllm.inference", "in_process")
+    if mode == "in_process":
         return generation.default_backend()
     timeout = seconds(setting(plpy, "ruvllm.inference_timeout", "60"))
     check = _interrupt_check(plpy)
@@ -58,20 +58,6 @@ def backend_for(plpy):
         key = plpy.execute(_plan(plpy, "key", "SELECT ruvllm._inference_api_key() AS k", []))[0]["k"]
         return ServerBackend(StaticEndpoints(url), interrupt_check=check, timeout=timeout, api_key=key)
     return ServerBackend(SupervisedEndpoints(plpy), interrupt_check=check, timeout=timeout)
-
-
-_preloaded = []
-
-
-def supervised(plpy):
-    """Whether this server runs the inference supervisor: only a library in shared_preload_libraries
-    can start background workers, so a server without ruvllm there generates in process."""
-    if not _preloaded:
-        libs = plpy.execute(_plan(plpy, "preload", "SELECT pg_catalog.current_setting("
-                                  "'shared_preload_libraries') AS libs", []))[0]["libs"]
-        _preloaded.append(any(lib.strip().strip('"').split("/")[-1].removesuffix(".so") == "ruvllm"
-                              for lib in libs.split(",")))
-    return _preloaded[0]
 
 
 def _interrupt_check(plpy):
@@ -324,10 +310,9 @@ class ServerBackend(generation.GenerationBackend):
             completion_tokens=int(usage.get("completion_tokens") or timings.get("predicted_n") or 0),
             seconds=time.perf_counter() - started,
             finish_reason=finish or "stop",
+            cached_prompt_tokens=int(cached or 0),
+            first_token_seconds=None if first_token_at is None else first_token_at - started,
         )
-        result.first_token_seconds = None if first_token_at is None else first_token_at - started
-        result.evaluated_prompt_tokens = evaluated
-        result.cached_prompt_tokens = cached
         return result
 
 
@@ -453,7 +438,7 @@ def slots_busy(port, timeout=1.0):
 
 def health(plpy):
     """The inference part of ruvllm_health(): (checks, problems)."""
-    mode = setting(plpy, "ruvllm.inference", "server")
+    mode = setting(plpy, "ruvllm.inference", "in_process")
     servers = []
     problems = []
     for row in plpy.execute("SELECT * FROM ruvllm._inference_servers()"):
@@ -464,12 +449,10 @@ def health(plpy):
         if mode == "server" and row["state"] != "running":
             problems.append(("degraded", f"inference server for {row['model']} is {row['state']}: "
                                          f"{row['last_error']}"))
-    # Without the supervisor (ruvllm not preloaded), server generates in process: not a fault.
-    if mode == "server" and supervised(plpy) and not servers:
+    if mode == "server" and not servers:
         problems.append(("critical", "ruvllm.inference is server but no inference server is supervised "
                                      "(the server-wide ruvllm.inference must be server)"))
-    generates_in = mode if mode != "server" or supervised(plpy) else "in_process"
-    return {"mode": mode, "generates_in": generates_in, "servers": servers}, problems
+    return {"mode": mode, "servers": servers}, problems
 
 
 # --- streaming to SQL clients ---------------------------------------------------------------------
@@ -527,6 +510,12 @@ class _StreamingBackend(generation.GenerationBackend):
         if result.text:
             self.on_token(result.text)
         return result
+
+
+def stream_rows(plpy, run, query, session_id=None, constraints=None):
+    """ruvllm_query_stream's rows: stream()'s, with the response as JSON text for jsonb."""
+    for seq, token, response in stream(plpy, run, query, session_id, constraints):
+        yield seq, token, None if response is None else json.dumps(response)
 
 
 def stream(plpy, run, query, session_id=None, constraints=None):

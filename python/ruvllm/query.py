@@ -199,8 +199,7 @@ def attend(plpy, req):
     gen.max_loaded = req.cfg["max_loaded_models"]
     gen.n_threads = req.cfg["generation_threads"] or None
     req.max_tokens = req.constraints.get("max_tokens", DEFAULT_MAX_TOKENS)
-    history = [(turn["q"], turn["a"]) for turn in (req.session["history"] if req.session else [])]
-    req.history = history = history[-sessions.PROMPT_TURNS:]
+    req.history = history = sessions.prompt_turns(req.session)
     rows, spec = req.rows, req.spec
     with req.clock.timed("attention"):
         ranked = attention.rank(req.vec, req.node_vecs, [r["hop"] for r in rows],
@@ -235,6 +234,7 @@ def check(plpy, req):
     req.confidence = min(1.0, max(0.0, confidence))
     req.trace.update(confidence=req.confidence, response=req.result.text,
                      prompt_tokens=req.result.prompt_tokens,
+                     prompt_cached_tokens=req.result.cached_prompt_tokens,
                      completion_tokens=req.result.completion_tokens,
                      context_node_ids=[s["id"] for s in req.sources])
 

@@ -12,12 +12,27 @@ from .sqlglue import parse_vector, planner, vector_literal
 
 MAX_SESSION_ID = 200
 HISTORY_TURNS = 8        # kept in the table
-PROMPT_TURNS = 4         # replayed into the prompt
+PROMPT_TURNS = 3         # replayed into the prompt: at least this many, fewer than twice as many
 TURN_CHARS = 2000        # each stored question/answer is cut to this
 
 _plan = planner()
 
 
+def prompt_turns(session):
+    """The earlier (question, answer) turns a prompt replays, oldest first.
+
+    An inference server reuses the evaluated state of the longest prefix it has seen, so a turn
+    costs only its new tokens when the replayed turns start where last time's did. A window that
+    slid by one turn every time would change the prompt right after the system text and have
+    the whole history evaluated again on every turn; this one keeps its first turn for
+    PROMPT_TURNS turns, then moves by PROMPT_TURNS at once (between PROMPT_TURNS and
+    2 * PROMPT_TURNS - 1 turns are replayed, within the HISTORY_TURNS kept)."""
+    if not session or not session["history"]:
+        return []
+    history, done = session["history"], session["turn_count"]
+    first = max(0, done - PROMPT_TURNS) // PROMPT_TURNS * PROMPT_TURNS
+    kept_from = done - len(history)        # the turn number of history[0]
+    return [(t["q"], t["a"]) for t in history[max(0, first - kept_from):]]
 
 
 def check_session_id(session_id):

@@ -17,6 +17,29 @@ def call(plpy, func, *args, **kwargs):
         raise sql_error(plpy, RuvllmError("22003", f"numeric value out of range: {e}")) from None
 
 
+def call_rows(plpy, func, *args, **kwargs):
+    """call() for a set-returning function: its first row is fetched here, so an error before it
+    (bad arguments, an unreachable server) is reported like any other function's. PL/Python
+    reports an error raised by the iterator later as 'error fetching next item from iterator',
+    with the SQLSTATE and the message (as detail) of the error below it."""
+    rows = call(plpy, func, *args, **kwargs)
+    first = call(plpy, next, rows, _END)
+    if first is _END:
+        return iter(())
+    return _rows_after(plpy, first, rows)
+
+
+_END = object()
+
+
+def _rows_after(plpy, first, rows):
+    yield first
+    try:
+        yield from rows
+    except RuvllmError as e:
+        raise sql_error(plpy, e) from None
+
+
 _error_class = {}
 
 

@@ -19,6 +19,7 @@ COLUMNS = (
     "model_probs", "explored", "features", "embedding_ms", "retrieval_ms", "routing_ms", "attention_ms",
     "generation_ms", "total_ms", "prompt_tokens", "completion_tokens", "context_node_ids",
     "response", "response_embedding", "cache_hit", "error", "error_sqlstate", "created_at",
+    "prompt_cached_tokens",
 )
 
 _plan = planner()

@@ -277,6 +277,34 @@ def test_stream_rows_concatenate_to_the_final_text(server):
         assert sqlstate is None and response == last[2]["text"]
 
 
+def test_a_continuing_session_reuses_the_servers_cache_from_any_backend(server):
+    questions = ["What colour is the sky on a clear day?", "And at sunset?", "Why is that?"]
+    with server.connect() as first, server.connect() as second:
+        for conn, question in zip((first, first, second), questions):
+            conn.execute("SELECT ruvllm_query(%s, 'colours', %s::jsonb)",
+                         (question, json.dumps({**SMOL, "max_tokens": 12, "temperature": 0.0})))
+        assert scalar(first, "SELECT ruvllm_witness_flush(10000)")
+        rows = first.execute("SELECT prompt_tokens, prompt_cached_tokens FROM ruvllm.witness"
+                             " WHERE session_id = 'colours' ORDER BY created_at").fetchall()
+    assert len(rows) == 3 and all(cached is not None for _, cached in rows)
+    (_, cached2), (prompt3, cached3) = rows[1:]
+    # Turn 2 repeats only the system text of turn 1's prompt (turn 1's context is not replayed);
+    # turn 3, asked by another backend, finds all of turn 2's prompt up to its new message.
+    assert cached2 > 0
+    assert cached3 > cached2 and cached3 < prompt3
+
+
+def test_a_stream_reports_bad_arguments_like_ruvllm_query(server):
+    with server.connect() as conn:
+        for question, constraints, sqlstate in (("", {}, "22023"), ("Name a colour.", {"max_tokens": -3}, "22003")):
+            with pytest.raises(psycopg.Error) as e:
+                conn.execute("SELECT (s).token FROM (SELECT ruvllm_query_stream(%s, NULL, %s::jsonb) AS s"
+                             " OFFSET 0) q", (question, json.dumps(constraints))).fetchall()
+            assert e.value.sqlstate == sqlstate
+            assert e.value.diag.message_primary.startswith("ruvllm: ")
+            assert e.value.diag.message_detail is None and e.value.diag.message_hint is None
+
+
 def test_remote_mode_against_a_second_server(server, tmp_path):
     port = free_port()
     log = open(tmp_path / "remote.log", "w")

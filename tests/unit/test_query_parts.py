@@ -84,3 +84,21 @@ def test_time_settings_in_seconds():
 def test_witness_row_fills_not_null_columns_of_a_failed_call():
     row = witness.make_row(request_id=uuid.uuid4(), error="boom", error_sqlstate="22023")
     assert row["tenant"] == "" and row["cache_hit"] is False and row["explored"] is False
+
+
+def _session(done, kept=sessions.HISTORY_TURNS):
+    return {"turn_count": done,
+            "history": [{"q": f"q{i}", "a": f"a{i}"} for i in range(max(0, done - kept), done)]}
+
+
+def test_a_session_replays_a_window_that_moves_three_turns_at_a_time():
+    replayed = {done: [q for q, _ in sessions.prompt_turns(_session(done))] for done in range(12)}
+    assert replayed[0] == [] and replayed[1] == ["q0"]
+    # The first replayed turn stays put while turns are added, so last prompt is a prefix of this one.
+    assert replayed[5] == ["q0", "q1", "q2", "q3", "q4"]
+    assert replayed[6] == ["q3", "q4", "q5"]
+    assert replayed[8] == ["q3", "q4", "q5", "q6", "q7"]
+    assert replayed[9] == ["q6", "q7", "q8"]
+    assert all(3 <= len(replayed[d]) <= 5 for d in range(3, 12))
+    assert sessions.prompt_turns(_session(4))[-1] == ("q3", "a3")
+    assert sessions.prompt_turns(None) == []
