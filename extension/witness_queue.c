@@ -33,7 +33,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "common/file_perm.h"
 #include "executor/spi.h"
@@ -54,7 +57,10 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -455,9 +461,10 @@ ruvllm_witness_recover(void)
 }
 
 /*
- * The writer inserts as the extension's owner, past row-level security, so the row's tenant is
- * not checked there: here, a role bound to a tenant has that tenant written into its rows,
- * whatever they say (unbound roles act for the tenant they name anyway). Names are qualified: the
+ * The writer inserts as the witness table's owner, past row-level security, and so does the
+ * synchronous path below: the row's tenant is not checked there. So here, a role bound to a
+ * tenant has that tenant written into its rows, whatever they say (an unbound role acts for the
+ * tenant it names anyway, and its rows come from ruvllm's own code). Names are qualified: the
  * caller controls search_path.
  */
 static text *
@@ -489,32 +496,25 @@ stamp_bound_tenant(text *row)
 	return result;
 }
 
-PG_FUNCTION_INFO_V1(ruvllm_witness_enqueue);
-
 /*
- * ruvllm._witness_enqueue(row text) → boolean: true when the row is queued for the writer,
- * false when the caller must write it itself.
+ * Puts a (stamped) row into this database's ring: true when it is queued for the writer, false
+ * when the caller must write it itself.
  *
  * The writer is registered before the row goes in: a row is never put in and then taken out
  * again, as taking it out could cut another backend's row.
  */
-Datum
-ruvllm_witness_enqueue(PG_FUNCTION_ARGS)
+static bool
+enqueue_row(text *row)
 {
-	text	   *row = PG_GETARG_TEXT_PP(0);
 	uint32		len = VARSIZE_ANY_EXHDR(row);
 	WitnessRing *r;
 	bool		queued = false;
 	int			procno = -1;
 
 	if (!ruvllm_witness_async || len == 0 || len > WITNESS_MAX_ROW_BYTES)
-		PG_RETURN_BOOL(false);
-	row = stamp_bound_tenant(row);
-	len = VARSIZE_ANY_EXHDR(row);
-	if (len > WITNESS_MAX_ROW_BYTES)
-		PG_RETURN_BOOL(false);
+		return false;
 	if (witness_attach() == NULL)
-		PG_RETURN_BOOL(false);
+		return false;
 
 	/* Twice at most: the second time the writer registered the first time is there. */
 	for (int attempt = 0; attempt < 2; attempt++)
@@ -552,7 +552,240 @@ ruvllm_witness_enqueue(PG_FUNCTION_ARGS)
 	}
 	if (queued && procno >= 0)
 		SetLatch(&GetPGProcByNumber(procno)->procLatch);
-	PG_RETURN_BOOL(queued);
+	return queued;
+}
+
+PG_FUNCTION_INFO_V1(ruvllm_witness_enqueue);
+
+/*
+ * ruvllm._witness_enqueue(row text) → boolean: true when the row is queued for the writer, false
+ * when the caller must write it itself. For superusers and ruvllm_admin (who may write the
+ * witness table anyway): operators and the durability tests fill the queue with it. ruvllm's own
+ * pipeline does not use it; it calls ruvllm_witness_submit.
+ */
+Datum
+ruvllm_witness_enqueue(PG_FUNCTION_ARGS)
+{
+	text	   *row = PG_GETARG_TEXT_PP(0);
+	uint32		len = VARSIZE_ANY_EXHDR(row);
+
+	if (!ruvllm_witness_async || len == 0 || len > WITNESS_MAX_ROW_BYTES)
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(enqueue_row(stamp_bound_tenant(row)));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The pipeline's entry points: C functions of the library that are not SQL functions
+ *
+ * A witness row must be what the request did, not what a caller says it did, and users must not
+ * rate their own answers' quality into training labels. So no SQL function a user can call
+ * writes witness rows or feedback: ruvllm's Python (PL/Python, running in the backend) calls
+ * these through ctypes (python/ruvllm/native.py). Only code running in the backend can, and
+ * users cannot make such code: C and untrusted PL/Python functions are a superuser's to create.
+ *
+ * They run as the caller, except for the write itself, which runs as the witness table's owner
+ * (who needs no privilege on it and is past row-level security): the tenant is stamped or checked
+ * as the caller first. An error never leaves them (it would longjmp through Python's frames):
+ * each runs in an internal subtransaction, as PL/Python's plpy.execute does, whose error is rolled
+ * back and kept for ruvllm_witness_error() and ruvllm_witness_error_sqlstate().
+ * ------------------------------------------------------------------------------------------- */
+
+#define WITNESS_SUBMIT_FAILED (-1)
+#define WITNESS_SUBMIT_QUEUED 1
+#define WITNESS_SUBMIT_WRITTEN 2
+#define WITNESS_SUBMIT_DROPPED 3
+
+PGDLLEXPORT int ruvllm_witness_submit(const char *json, size_t len);
+PGDLLEXPORT int ruvllm_witness_rate(const char *json, size_t len);
+PGDLLEXPORT const char *ruvllm_witness_error(void);
+PGDLLEXPORT const char *ruvllm_witness_error_sqlstate(void);
+
+static char submit_error[1024];
+static char submit_sqlstate[6];
+
+const char *
+ruvllm_witness_error(void)
+{
+	return submit_error;
+}
+
+const char *
+ruvllm_witness_error_sqlstate(void)
+{
+	return submit_sqlstate;
+}
+
+static void
+set_submit_error(const char *sqlstate, const char *message)
+{
+	strlcpy(submit_sqlstate, sqlstate, sizeof(submit_sqlstate));
+	strlcpy(submit_error, message, sizeof(submit_error));
+}
+
+/* The witness table's owner: the role the synchronous write and feedback run as. */
+static Oid
+witness_owner(void)
+{
+	Oid			relid = get_relname_relid("witness", get_namespace_oid("ruvllm", false));
+	HeapTuple	tuple;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+						errmsg("ruvllm: table ruvllm.witness does not exist")));
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * Runs one statement, whose first column is an integer, as the witness table's owner: a
+ * security-restricted operation with search_path pinned, as PostgreSQL runs maintenance code as a
+ * table's owner. The caller's user and settings come back with the subtransaction's end, or its
+ * rollback on error.
+ */
+static int
+run_as_owner(const char *sql, int nargs, Oid *argtypes, Datum *args)
+{
+	Oid			owner = witness_owner();
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+	int			result = 0;
+	bool		isnull;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
+	RestrictSearchPath();
+	ruvllm_spi_connect();
+	ruvllm_spi_check(SPI_execute_with_args(sql, nargs, argtypes, args, NULL, false, 1),
+					 SPI_OK_SELECT, sql);
+	if (SPI_processed == 1)
+	{
+		result = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (isnull)
+			result = 0;
+	}
+	ruvllm_spi_check(SPI_finish(), SPI_OK_FINISH, "SPI_finish");
+	AtEOXact_GUC(false, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return result;
+}
+
+/* A row from the pipeline: queued, or written in the caller's transaction if the queue refuses. */
+static int
+submit_row(text *row)
+{
+	Oid			argtypes[1] = {TEXTARRAYOID};
+	Datum		args[1];
+	Datum		one;
+
+	row = stamp_bound_tenant(row);
+	if (enqueue_row(row))
+		return WITNESS_SUBMIT_QUEUED;
+	one = PointerGetDatum(row);
+	args[0] = PointerGetDatum(construct_array_builtin(&one, 1, TEXTOID));
+	return run_as_owner("SELECT ruvllm._witness_write($1)", 1, argtypes, args) > 0 ?
+		WITNESS_SUBMIT_WRITTEN : WITNESS_SUBMIT_DROPPED;
+}
+
+/* Feedback on a row of the caller's tenant; returns how many rows it changed (0 or 1). */
+static int
+rate_row(text *feedback)
+{
+	Oid			argtypes[2] = {JSONBOID, TEXTOID};
+	Datum		args[2];
+	Datum		tenant;
+	bool		isnull;
+
+	ruvllm_spi_connect();
+	ruvllm_spi_check(SPI_execute("SELECT COALESCE(public.ruvllm_current_tenant(), '')",
+								 true, 1), SPI_OK_SELECT, "looking up the caller's tenant");
+	tenant = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
+							   false, -1);
+	ruvllm_spi_check(SPI_finish(), SPI_OK_FINISH, "SPI_finish");
+	args[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(text_to_cstring(feedback)));
+	args[1] = tenant;
+	return run_as_owner("SELECT ruvllm._witness_rate($1, $2)", 2, argtypes, args);
+}
+
+/*
+ * Runs fn on the given JSON in an internal subtransaction of the caller's transaction, catching
+ * its error; returns fn's result, or WITNESS_SUBMIT_FAILED with the error kept.
+ */
+static int
+run_guarded(int (*fn) (text *arg), const char *json, size_t len)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	MemoryContext callcxt;
+	volatile int result = WITNESS_SUBMIT_FAILED;
+
+	set_submit_error("00000", "");
+	if (json == NULL || len == 0 || len > WITNESS_MAX_ROW_BYTES * 4)
+	{
+		set_submit_error("22023", "ruvllm: witness row is empty or too large");
+		return WITNESS_SUBMIT_FAILED;
+	}
+	if (!IsTransactionState())
+	{
+		set_submit_error("25P01", "ruvllm: a witness row can only be submitted in a transaction");
+		return WITNESS_SUBMIT_FAILED;
+	}
+	callcxt = AllocSetContextCreate(oldcontext, "ruvllm witness submit", ALLOCSET_DEFAULT_SIZES);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(callcxt);
+	PG_TRY();
+	{
+		result = fn(cstring_to_text_with_len(json, (int) len));
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		set_submit_error(unpack_sql_state(edata->sqlerrcode),
+						 edata->message ? edata->message : "unknown error");
+		FreeErrorData(edata);
+		result = WITNESS_SUBMIT_FAILED;
+	}
+	PG_END_TRY();
+	MemoryContextDelete(callcxt);
+	return result;
+}
+
+/*
+ * A witness row from the pipeline, as JSON whose keys are columns of ruvllm.witness. Returns
+ * WITNESS_SUBMIT_QUEUED, _WRITTEN (synchronously, in the caller's transaction: it rolls back with
+ * it), _DROPPED (the synchronous write refused the row, with a WARNING saying why) or _FAILED.
+ */
+int
+ruvllm_witness_submit(const char *json, size_t len)
+{
+	return run_guarded(submit_row, json, len);
+}
+
+/*
+ * A rating onto a witness row of the caller's tenant: JSON with request_id, created_at, rating,
+ * correction and quality (null: unchanged). Returns the rows changed (0 or 1), or _FAILED.
+ */
+int
+ruvllm_witness_rate(const char *json, size_t len)
+{
+	return run_guarded(rate_row, json, len);
 }
 
 PG_FUNCTION_INFO_V1(ruvllm_witness_queue_stats);

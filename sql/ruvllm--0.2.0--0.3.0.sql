@@ -580,3 +580,31 @@ ALTER TABLE ruvllm.witness ADD COLUMN prompt_cached_tokens integer;
 ALTER TABLE ruvllm.witness_archive ADD COLUMN prompt_cached_tokens integer;
 COMMENT ON COLUMN ruvllm.witness.prompt_tokens IS 'Prompt tokens of the request: evaluated, or taken from the inference server''s prompt cache (prompt_cached_tokens).';
 COMMENT ON COLUMN ruvllm.witness.prompt_cached_tokens IS 'Prompt tokens the inference server reused from its cache (the KV state of the longest prefix it had evaluated, e.g. a session''s earlier turns) instead of evaluating them; NULL when generated in process.';
+-- Nobody forges a witness row or rates its own answers' quality (issue: forged audit rows): the
+-- pipeline hands rows and ratings to the library (ruvllm_witness_submit, ruvllm_witness_rate), and
+-- users lose the SQL paths they had.
+COMMENT ON FUNCTION ruvllm._witness_write(text[]) IS
+    'Inserts witness rows given as JSON objects (internal: the witness writer, and the library''s synchronous path as the table''s owner, call it; users cannot).';
+COMMENT ON FUNCTION ruvllm._witness_enqueue(text) IS
+    'Hands a witness row to the background writer, outside the caller''s transaction; false when the caller must write it (internal, for operators: users cannot call it, and ruvllm_query hands its rows to the library directly).';
+CREATE FUNCTION ruvllm._witness_rate(feedback jsonb, caller_tenant text) RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH rated AS (
+        UPDATE ruvllm.witness w
+           SET rating = (feedback->>'rating')::smallint, correction = feedback->>'correction',
+               feedback_at = now(), quality = COALESCE((feedback->>'quality')::real, w.quality)
+         WHERE w.request_id = (feedback->>'request_id')::uuid
+           AND w.created_at = (feedback->>'created_at')::timestamptz
+           AND w.tenant = caller_tenant AND w.error IS NULL
+        RETURNING 1)
+    SELECT count(*)::integer FROM rated
+$$;
+COMMENT ON FUNCTION ruvllm._witness_rate(jsonb, text) IS
+    'Puts a rating, correction and quality (request_id, created_at, rating, correction, quality) on an answered witness row of caller_tenant; returns the rows changed (internal: ruvllm_feedback calls it through the library, as the table''s owner).';
+REVOKE ALL ON FUNCTION ruvllm._witness_rate(jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ruvllm._witness_rate(jsonb, text) TO ruvllm_admin;
+REVOKE EXECUTE ON FUNCTION ruvllm._witness_enqueue(text), ruvllm._witness_write(text[]) FROM ruvllm_user;
+REVOKE INSERT ON ruvllm.witness FROM ruvllm_user;
+REVOKE UPDATE (rating, correction, feedback_at, quality) ON ruvllm.witness FROM ruvllm_user;

@@ -768,12 +768,33 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ruvllm._witness_write(text[]) IS
-    'Inserts witness rows given as JSON objects (internal: the witness writer and the synchronous fallback call it).';
+    'Inserts witness rows given as JSON objects (internal: the witness writer, and the library''s synchronous path as the table''s owner, call it; users cannot).';
 
 CREATE FUNCTION ruvllm._witness_enqueue(row_json text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'ruvllm_witness_enqueue' LANGUAGE C STRICT VOLATILE;
 COMMENT ON FUNCTION ruvllm._witness_enqueue(text) IS
-    'Hands a witness row to the background writer, outside the caller''s transaction; false when the caller must write it (internal).';
+    'Hands a witness row to the background writer, outside the caller''s transaction; false when the caller must write it (internal, for operators: users cannot call it, and ruvllm_query hands its rows to the library directly).';
+
+-- A user's rating onto its witness row. Users may not update the witness log (quality is a
+-- training label): ruvllm_feedback reaches this through the library (extension/witness_queue.c,
+-- ruvllm_witness_rate), which runs it as the table's owner with the caller's tenant, looked up as
+-- the caller, as caller_tenant.
+CREATE FUNCTION ruvllm._witness_rate(feedback jsonb, caller_tenant text) RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH rated AS (
+        UPDATE ruvllm.witness w
+           SET rating = (feedback->>'rating')::smallint, correction = feedback->>'correction',
+               feedback_at = now(), quality = COALESCE((feedback->>'quality')::real, w.quality)
+         WHERE w.request_id = (feedback->>'request_id')::uuid
+           AND w.created_at = (feedback->>'created_at')::timestamptz
+           AND w.tenant = caller_tenant AND w.error IS NULL
+        RETURNING 1)
+    SELECT count(*)::integer FROM rated
+$$;
+COMMENT ON FUNCTION ruvllm._witness_rate(jsonb, text) IS
+    'Puts a rating, correction and quality (request_id, created_at, rating, correction, quality) on an answered witness row of caller_tenant; returns the rows changed (internal: ruvllm_feedback calls it through the library, as the table''s owner).';
 
 CREATE FUNCTION ruvllm._witness_queue_stats(OUT queued bigint, OUT written bigint, OUT rejected bigint,
                                             OUT pending_bytes bigint, OUT writer_pid integer,
@@ -1673,7 +1694,11 @@ GRANT USAGE ON SCHEMA ruvllm_graph TO ruvllm_user, ruvllm_admin;
 GRANT USAGE ON SCHEMA ag_catalog TO ruvllm_user, ruvllm_admin;
 GRANT USAGE, CREATE ON SCHEMA ruvllm_archive TO ruvllm_admin;
 
--- ruvllm_user: ask, give feedback, search, add to memory.
+-- ruvllm_user: ask, give feedback, search, add to memory. Of the internal functions only those
+-- that the functions a user calls run as that user need: the Python bootstrap (_python_dir,
+-- _library_version, _python_setup), the tenant lookup behind ruvllm_current_tenant(), the queue's
+-- counters behind ruvllm_witness_flush and the inference servers' address and key. None of them
+-- writes; witness rows and ratings go through the library (ruvllm_witness_submit, _rate).
 GRANT EXECUTE ON FUNCTION
     public.ruvllm_info(), public.ruvllm_current_tenant(),
     public.ruvllm_generate(text, integer, text),
@@ -1686,15 +1711,14 @@ GRANT EXECUTE ON FUNCTION
     public.ruvllm_witness_search(text, integer, timestamptz, real),
     public.ruvllm_witness_flush(integer),
     ruvllm._python_dir(), ruvllm._library_version(), ruvllm._python_setup(),
-    ruvllm._witness_enqueue(text), ruvllm._witness_write(text[]), ruvllm._witness_queue_stats(),
-    ruvllm._tenant_lookup(name, text),
+    ruvllm._witness_queue_stats(), ruvllm._tenant_lookup(name, text),
     public.ruvllm_query_stream(text, text, jsonb),
     ruvllm._inference_servers(), ruvllm._inference_api_key()
     TO ruvllm_user;
 GRANT SELECT, INSERT, UPDATE ON ruvllm.nodes, ruvllm.node_access, ruvllm.sessions,
     ruvllm.response_cache TO ruvllm_user;
-GRANT SELECT, INSERT ON ruvllm.witness TO ruvllm_user;
-GRANT UPDATE (rating, correction, feedback_at, quality) ON ruvllm.witness TO ruvllm_user;
+-- The witness log is read-only to users: ruvllm's library writes their rows and their ratings.
+GRANT SELECT ON ruvllm.witness TO ruvllm_user;
 GRANT SELECT ON ruvllm.models, ruvllm.policies, ruvllm.patterns TO ruvllm_user;
 GRANT USAGE ON SEQUENCE ruvllm.response_cache_id_seq TO ruvllm_user;
 -- The graph has no tenant column (its vertices carry only node ids): users add vertices and edges

@@ -6,7 +6,7 @@ answer used, so the next similar question finds it.
 """
 import time
 
-from . import errors, graph, judge, memory, pii, tenancy
+from . import errors, graph, judge, memory, native, pii, tenancy
 from .sqlglue import planner
 
 _plan = planner()
@@ -45,12 +45,8 @@ def give(plpy, request_id, rating, correction=None, wait_s=3.0):
         quality = judge.combined_quality(
             judge.automatic_quality(row["judge_score"], row["groundedness"], row["relevance"] or 0.0),
             rating)
-    plpy.execute(_plan(plpy, "rate", """
-        UPDATE ruvllm.witness SET rating = $3, correction = $4, feedback_at = pg_catalog.now(),
-                                  quality = COALESCE($5, quality)
-         WHERE request_id = $1::uuid AND created_at = $2""",
-                       ["text", "timestamptz", "int", "text", "real"]),
-                 [str(request_id), row["created_at"], rating, correction, quality])
+    # Through the library: users may not update witness rows (quality is a training label).
+    native.rate_witness(plpy, request_id, row["created_at"], rating, correction, quality)
     if correction is None:
         return None
     content = f"Question: {row['query']}\nAnswer: {pii.storage_mask(plpy)(correction)}"

@@ -6,12 +6,14 @@ survives the caller's ROLLBACK and the error of a failed call. A row too big for
 longest texts cut first (each cut text ends with CUT_MARK), so that size never sends a row down
 the synchronous path. When the queue refuses the row anyway (ruvllm.witness_async off, the queue
 full, no worker slot, more databases with rows in flight than the queue has rings), it is written
-here, in the caller's transaction: then it rolls back with the caller.
+in the caller's transaction (as the witness table's owner: users cannot write it): then it rolls
+back with the caller. Both go through the library (native.py), never through SQL a user can call.
 """
 import datetime
 import json
 
-from .sqlglue import planner, vector_literal
+from . import native
+from .sqlglue import vector_literal
 
 COLUMNS = (
     "request_id", "session_id", "tenant", "query", "query_embedding", "model", "context_size",
@@ -21,8 +23,6 @@ COLUMNS = (
     "response", "response_embedding", "cache_hit", "error", "error_sqlstate", "created_at",
     "prompt_cached_tokens",
 )
-
-_plan = planner()
 
 # The queue's largest row, in bytes of JSON (WITNESS_MAX_ROW_BYTES in extension/witness_queue.c),
 # less room for the tenant the queue may stamp into it.
@@ -113,14 +113,12 @@ def fit(row, max_bytes=MAX_QUEUED_BYTES):
 
 
 def record(plpy, row):
-    """Queue the row for the writer; write it here if the queue refuses. Returns 'queued' or 'sync'."""
-    payload = fit(row)
-    queued = plpy.execute(_plan(plpy, "enqueue", "SELECT ruvllm._witness_enqueue($1) AS ok", ["text"]),
-                          [payload])[0]["ok"]
-    if queued:
-        return "queued"
-    plpy.execute(_plan(plpy, "write", "SELECT ruvllm._witness_write(ARRAY[$1]) AS n", ["text"]), [payload])
-    return "sync"
+    """Queue the row for the writer; written here if the queue refuses. Returns 'queued', 'sync' or
+    'dropped' (the synchronous write refused the row, and warned why).
+
+    Through the library, not SQL: users may not write witness rows themselves (native.py)."""
+    rc = native.submit_witness(plpy, fit(row))
+    return {native.QUEUED: "queued", native.WRITTEN: "sync"}.get(rc, "dropped")
 
 
 def queue_health(plpy):
