@@ -24,8 +24,11 @@
  * seconds exits, releasing its connection (a connected worker would block DROP DATABASE).
  *
  * When a row cannot be queued (the ring is full, no worker can be started, more than
- * WITNESS_MAX_DATABASES databases have rows in flight, or ruvllm.witness_async is off), the
- * enqueue function says so and the caller writes the row synchronously in its own transaction.
+ * WITNESS_MAX_DATABASES databases have rows in flight, or ruvllm.witness_async is off), it is
+ * written synchronously in the caller's transaction, as the witness table's owner.
+ *
+ * Rows come from ruvllm's own Python through ruvllm_witness_submit, a C entry point that is not an
+ * SQL function (see "The pipeline's entry points" below): users cannot write the witness log.
  */
 #include "postgres.h"
 
@@ -727,9 +730,10 @@ run_guarded(int (*fn) (text *arg), const char *json, size_t len)
 	volatile int result = WITNESS_SUBMIT_FAILED;
 
 	set_submit_error("00000", "");
-	if (json == NULL || len == 0 || len > WITNESS_MAX_ROW_BYTES * 4)
+	/* Rows come fitted to the queue (witness.py); a rating's correction may be longer. */
+	if (json == NULL || len == 0 || len > MaxAllocSize - VARHDRSZ)
 	{
-		set_submit_error("22023", "ruvllm: witness row is empty or too large");
+		set_submit_error("22023", "ruvllm: witness row or rating is empty or too large");
 		return WITNESS_SUBMIT_FAILED;
 	}
 	if (!IsTransactionState())

@@ -22,6 +22,10 @@ SELECT ruvllm_set_retention('witness', '7 days');
 SELECT ruvllm_create_tenant('regress_tenant');
 SELECT count(*) FROM ruvllm.requests;
 SET ruvllm.pii_mask = '';
+-- Nor writes the witness log: ruvllm writes the rows of its calls.
+SELECT ruvllm._witness_enqueue('{"query": "planted"}');
+INSERT INTO ruvllm.witness (request_id, query) VALUES (gen_random_uuid(), 'planted');
+UPDATE ruvllm.witness SET quality = 1.0;
 RESET ROLE;
 
 -- An analyst reads the BI views, nothing else.
