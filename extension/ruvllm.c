@@ -132,6 +132,18 @@ static const struct config_enum_entry inference_modes[] = {
 	{"remote", RUVLLM_INFERENCE_REMOTE, false},
 	{NULL, 0, false}
 };
+/* ruvllm.answer_style: what the prompt carries and whether answers are checked (issue 14). */
+#define RUVLLM_ANSWER_EVIDENCE 0
+#define RUVLLM_ANSWER_DOCUMENTS 1
+static const struct config_enum_entry answer_styles[] = {
+	{"evidence", RUVLLM_ANSWER_EVIDENCE, false},
+	{"documents", RUVLLM_ANSWER_DOCUMENTS, false},
+	{NULL, 0, false}
+};
+static int	ruvllm_answer_style = RUVLLM_ANSWER_EVIDENCE;
+static double ruvllm_abstain_below = 0.25;
+static double ruvllm_grounding_overlap = 0.6;
+static double ruvllm_grounding_similarity = 0.8;
 static char *ruvllm_inference_url = NULL;
 static char *ruvllm_inference_api_key = NULL;
 static int	ruvllm_inference_timeout = 60;
@@ -346,6 +358,21 @@ _PG_init(void)
 							"Context (prompt and answer, in tokens) of each slot of an inference server.",
 							NULL, &ruvllm_inference_ctx_per_slot, 2048, 256, 131072, PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
+	DefineCustomEnumVariable("ruvllm.answer_style",
+							 "What ruvllm_query's prompt carries: evidence (the sentences of memory that answer the question, a grounding check, abstention) or documents (0.2.0's whole memory nodes, no check).",
+							 NULL, &ruvllm_answer_style, RUVLLM_ANSWER_EVIDENCE, answer_styles,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("ruvllm.abstain_below",
+							 "ruvllm_query answers \"Not found in memory.\" without generating when no retrieved memory is this similar to the question (cosine, the scale of confidence).",
+							 "0 never abstains. Applies with ruvllm.answer_style = evidence.",
+							 &ruvllm_abstain_below, 0.25, 0.0, 1.0, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("ruvllm.grounding_overlap",
+							 "Share of an answer sentence's content words its evidence must contain for the sentence to count as supported.",
+							 "A sentence is supported by this overlap or by ruvllm.grounding_similarity; an answer with an unsupported sentence is replaced by the extractive answer.",
+							 &ruvllm_grounding_overlap, 0.6, 0.0, 1.0, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("ruvllm.grounding_similarity",
+							 "Cosine similarity to an evidence span at which an answer sentence counts as supported.",
+							 NULL, &ruvllm_grounding_similarity, 0.8, 0.0, 1.0, PGC_USERSET, 0, NULL, NULL, NULL);
 	/* Settings under ruvllm.* are ours: a typo in postgresql.conf is reported, not ignored. */
 	MarkGUCPrefixReserved("ruvllm");
 	ruvllm_graph_guard_init();

@@ -608,3 +608,94 @@ GRANT EXECUTE ON FUNCTION ruvllm._witness_rate(jsonb, text) TO ruvllm_admin;
 REVOKE EXECUTE ON FUNCTION ruvllm._witness_enqueue(text), ruvllm._witness_write(text[]) FROM ruvllm_user;
 REVOKE INSERT ON ruvllm.witness FROM ruvllm_user;
 REVOKE UPDATE (rating, correction, feedback_at, quality) ON ruvllm.witness FROM ruvllm_user;
+
+------------------------------------------------------------------------------------------------
+-- Answers a user can trust (issue 14): the extractive tier, grounded and abstained
+------------------------------------------------------------------------------------------------
+
+-- The extractive tier has no model file.
+ALTER TABLE ruvllm.models ALTER COLUMN path DROP NOT NULL;
+ALTER TABLE ruvllm.models ALTER COLUMN sha256 DROP NOT NULL;
+ALTER TABLE ruvllm.models DROP CONSTRAINT models_prompt_style_check;
+ALTER TABLE ruvllm.models ADD CONSTRAINT models_prompt_style_check
+    CHECK (prompt_style IN ('chat', 'completion', 'extractive'));
+ALTER TABLE ruvllm.models ADD CONSTRAINT models_file_check
+    CHECK ((prompt_style = 'extractive') = (path IS NULL AND sha256 IS NULL));
+COMMENT ON TABLE ruvllm.models IS 'The model pool: local GGUF models the router may choose from, and the extractive tier (no model: the best evidence span, verbatim).';
+COMMENT ON COLUMN ruvllm.models.path IS 'GGUF file; a relative path is resolved against ruvllm.models_dir. NULL for the extractive tier.';
+COMMENT ON COLUMN ruvllm.models.sha256 IS 'Expected SHA-256 of the file; a file that no longer matches is refused. NULL for the extractive tier.';
+COMMENT ON COLUMN ruvllm.models.prompt_style IS 'chat: the model''s chat template; completion: plain text continuation (base models); extractive: no model, the answer is the best evidence span, verbatim, with its citation.';
+-- The promoted policy of an upgraded database does not know it: the router reaches it by
+-- exploration (and constraints) until the background loop trains a policy that does.
+INSERT INTO ruvllm.models (name, tier, path, sha256, quantization, n_ctx, prompt_style, cost_per_token)
+VALUES ('extractive', 9, NULL, NULL, NULL, 2048, 'extractive', 0.0)
+ON CONFLICT (name) DO NOTHING;
+COMMENT ON FUNCTION public.ruvllm_register_model(text, text, text, text, integer, integer, text, real, boolean) IS
+    'Adds or replaces a model in the pool. The file must exist and be a GGUF file; without sha256 its checksum is computed now, with one it must match. prompt_style extractive registers a tier without a file (path and sha256 NULL).';
+
+ALTER TABLE ruvllm.witness ADD COLUMN grounded boolean;
+ALTER TABLE ruvllm.witness ADD COLUMN abstained boolean NOT NULL DEFAULT false;
+ALTER TABLE ruvllm.witness_archive ADD COLUMN grounded boolean;
+ALTER TABLE ruvllm.witness_archive ADD COLUMN abstained boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN ruvllm.witness.grounded IS 'Whether the model''s answer was supported by its evidence (grounding check); false: the answer returned is the extractive one. NULL when not checked (ruvllm.answer_style = documents, abstentions).';
+COMMENT ON COLUMN ruvllm.witness.abstained IS 'Whether the answer was "Not found in memory." (no memory relevant enough; nothing generated).';
+
+CREATE OR REPLACE VIEW ruvllm.requests AS
+SELECT w.request_id, w.created_at, w.tenant, w.session_id, w.query, w.response, w.model,
+       w.context_size, w.temperature, w.top_p, w.routing_confidence, w.used_default, w.explored,
+       w.policy_version, w.confidence, w.quality, w.judge_score, w.groundedness, w.relevance,
+       w.rating, w.feedback_at, w.cache_hit, w.error IS NULL AS succeeded, w.error, w.error_sqlstate,
+       w.embedding_ms, w.retrieval_ms, w.routing_ms, w.attention_ms, w.generation_ms, w.total_ms,
+       w.prompt_tokens, w.completion_tokens,
+       COALESCE(cardinality(w.context_node_ids), 0) AS context_nodes,
+       m.cost_per_token * COALESCE(w.completion_tokens, 0) / 1000.0 AS cost,
+       w.grounded, w.abstained
+  FROM ruvllm.witness w LEFT JOIN ruvllm.models m ON m.name = w.model
+ WHERE ((SELECT ruvllm._bound_tenant()) IS NULL OR w.tenant = (SELECT ruvllm._bound_tenant()));
+COMMENT ON COLUMN ruvllm.requests.grounded IS 'Whether the model''s answer was supported by its evidence (false: replaced by the extractive answer; NULL: not checked).';
+COMMENT ON COLUMN ruvllm.requests.abstained IS 'Whether memory had nothing relevant enough and the answer was "Not found in memory."';
+
+-- The new settings, as a fresh install grants every ruvllm.* setting.
+DO $$
+DECLARE
+    setting text;
+BEGIN
+    FOR setting IN SELECT name FROM pg_catalog.pg_settings
+                    WHERE name IN ('ruvllm.answer_style', 'ruvllm.abstain_below', 'ruvllm.grounding_overlap',
+                                   'ruvllm.grounding_similarity') ORDER BY name LOOP
+        EXECUTE format('GRANT SET, ALTER SYSTEM ON PARAMETER %s TO ruvllm_admin', setting);
+    END LOOP;
+END
+$$;
+
+-- A restored row of the extractive tier replaces the seeded one, as the bundled models' do.
+CREATE OR REPLACE FUNCTION ruvllm._restored_row_replaces_seed() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'models' THEN
+        IF NEW.name IN ('smollm2-135m-instruct', 'gemma-3-270m', 'extractive') THEN
+            DELETE FROM ruvllm.models WHERE name = NEW.name;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'policies' THEN
+        -- Updated in place: later versions may already name version 1 as their parent.
+        IF NEW.version = 1 THEN
+            UPDATE ruvllm.policies
+               SET status = NEW.status, router = NEW.router, model_names = NEW.model_names,
+                   metrics = NEW.metrics, reason = NEW.reason, parent_version = NEW.parent_version,
+                   created_at = NEW.created_at, promoted_at = NEW.promoted_at
+             WHERE version = 1;
+            IF FOUND THEN
+                RETURN NULL;
+            END IF;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'replay_state' THEN
+        UPDATE ruvllm.replay_state SET seen = NEW.seen WHERE singleton;
+        IF FOUND THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;

@@ -488,23 +488,28 @@ COMMENT ON FUNCTION public.ruvllm_search(text, integer, integer) IS
 CREATE TABLE ruvllm.models (
     name            text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9._-]*$'),
     tier            integer NOT NULL DEFAULT 1 CHECK (tier BETWEEN 0 AND 9),
-    path            text NOT NULL,
-    sha256          text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    path            text,
+    sha256          text CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     quantization    text,
     n_ctx           integer NOT NULL DEFAULT 2048 CHECK (n_ctx BETWEEN 256 AND 131072),
-    prompt_style    text NOT NULL CHECK (prompt_style IN ('chat', 'completion')),
+    prompt_style    text NOT NULL,
     cost_per_token  real NOT NULL DEFAULT 1.0 CHECK (cost_per_token >= 0 AND cost_per_token < 'Infinity'),
     enabled         boolean NOT NULL DEFAULT true,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
-COMMENT ON TABLE ruvllm.models IS 'The model pool: local GGUF models the router may choose from.';
+-- Named, so the upgrade from 0.2.0 (whose models had a file each) makes the same constraints.
+ALTER TABLE ruvllm.models ADD CONSTRAINT models_prompt_style_check
+    CHECK (prompt_style IN ('chat', 'completion', 'extractive'));
+ALTER TABLE ruvllm.models ADD CONSTRAINT models_file_check
+    CHECK ((prompt_style = 'extractive') = (path IS NULL AND sha256 IS NULL));
+COMMENT ON TABLE ruvllm.models IS 'The model pool: local GGUF models the router may choose from, and the extractive tier (no model: the best evidence span, verbatim).';
 COMMENT ON COLUMN ruvllm.models.name IS 'Model name used in routing decisions, constraints and witness rows.';
 COMMENT ON COLUMN ruvllm.models.tier IS 'Capability tier (0 smallest); orders the router''s model head.';
-COMMENT ON COLUMN ruvllm.models.path IS 'GGUF file; a relative path is resolved against ruvllm.models_dir.';
-COMMENT ON COLUMN ruvllm.models.sha256 IS 'Expected SHA-256 of the file; a file that no longer matches is refused.';
+COMMENT ON COLUMN ruvllm.models.path IS 'GGUF file; a relative path is resolved against ruvllm.models_dir. NULL for the extractive tier.';
+COMMENT ON COLUMN ruvllm.models.sha256 IS 'Expected SHA-256 of the file; a file that no longer matches is refused. NULL for the extractive tier.';
 COMMENT ON COLUMN ruvllm.models.quantization IS 'Quantisation of the weights (for example Q4_1), for reference.';
 COMMENT ON COLUMN ruvllm.models.n_ctx IS 'Context window the model is loaded with, in tokens.';
-COMMENT ON COLUMN ruvllm.models.prompt_style IS 'chat: the model''s chat template; completion: plain text continuation (base models).';
+COMMENT ON COLUMN ruvllm.models.prompt_style IS 'chat: the model''s chat template; completion: plain text continuation (base models); extractive: no model, the answer is the best evidence span, verbatim, with its citation.';
 COMMENT ON COLUMN ruvllm.models.cost_per_token IS 'Relative cost per generated token, used by the router''s utility.';
 COMMENT ON COLUMN ruvllm.models.enabled IS 'Whether the router may choose the model.';
 COMMENT ON COLUMN ruvllm.models.created_at IS 'When the model was registered.';
@@ -514,6 +519,10 @@ INSERT INTO ruvllm.models (name, tier, path, sha256, quantization, n_ctx, prompt
      'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53', 'Q4_1', 2048, 'chat', 1.0),
     ('gemma-3-270m', 1, 'gemma-3-270m-q4_k_m.gguf',
      'a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818', 'Q4_K_M', 2048, 'completion', 2.0);
+-- Last in the router's model head (tier 9): the head's first model is the safe default, which
+-- generates. It costs nothing per token; its latency is the evidence selection's.
+INSERT INTO ruvllm.models (name, tier, path, sha256, quantization, n_ctx, prompt_style, cost_per_token) VALUES
+    ('extractive', 9, NULL, NULL, NULL, 2048, 'extractive', 0.0);
 
 CREATE FUNCTION public.ruvllm_register_model(name text, path text, prompt_style text,
                                              sha256 text DEFAULT NULL, tier integer DEFAULT 1,
@@ -530,7 +539,7 @@ sqlglue.call(plpy, models.register, plpy, name=name, path=path, prompt_style=pro
              cost_per_token=cost_per_token, enabled=enabled)
 $$;
 COMMENT ON FUNCTION public.ruvllm_register_model(text, text, text, text, integer, integer, text, real, boolean) IS
-    'Adds or replaces a model in the pool. The file must exist and be a GGUF file; without sha256 its checksum is computed now, with one it must match.';
+    'Adds or replaces a model in the pool. The file must exist and be a GGUF file; without sha256 its checksum is computed now, with one it must match. prompt_style extractive registers a tier without a file (path and sha256 NULL).';
 
 ------------------------------------------------------------------------------------------------
 -- Router policies
@@ -617,7 +626,9 @@ CREATE TABLE ruvllm.witness (
     error               text,
     error_sqlstate      text,
     created_at          timestamptz NOT NULL DEFAULT now(),
-    prompt_cached_tokens integer
+    prompt_cached_tokens integer,
+    grounded            boolean,
+    abstained           boolean NOT NULL DEFAULT false
 ) PARTITION BY RANGE (created_at);
 COMMENT ON TABLE ruvllm.witness IS 'Audit log: one row per ruvllm_query call, success or failure, written by the witness writer outside the caller''s transaction. Partitioned by day on created_at.';
 COMMENT ON COLUMN ruvllm.witness.request_id IS 'The request_id ruvllm_query returned.';
@@ -659,6 +670,8 @@ COMMENT ON COLUMN ruvllm.witness.cache_hit IS 'Whether the answer came from the 
 COMMENT ON COLUMN ruvllm.witness.error IS 'Error message of a failed call (NULL on success).';
 COMMENT ON COLUMN ruvllm.witness.error_sqlstate IS 'SQLSTATE of the error of a failed call.';
 COMMENT ON COLUMN ruvllm.witness.created_at IS 'When the call started; the partition key.';
+COMMENT ON COLUMN ruvllm.witness.grounded IS 'Whether the model''s answer was supported by its evidence (grounding check); false: the answer returned is the extractive one. NULL when not checked (ruvllm.answer_style = documents, abstentions).';
+COMMENT ON COLUMN ruvllm.witness.abstained IS 'Whether the answer was "Not found in memory." (no memory relevant enough; nothing generated).';
 
 -- Keys and indexes are each partition's own, not the partitioned table's: the table is an
 -- extension member and the daily partitions are not, and pg_dump cannot restore partitions whose
@@ -1093,7 +1106,8 @@ SELECT w.request_id, w.created_at, w.tenant, w.session_id, w.query, w.response, 
        w.embedding_ms, w.retrieval_ms, w.routing_ms, w.attention_ms, w.generation_ms, w.total_ms,
        w.prompt_tokens, w.completion_tokens,
        COALESCE(cardinality(w.context_node_ids), 0) AS context_nodes,
-       m.cost_per_token * COALESCE(w.completion_tokens, 0) / 1000.0 AS cost
+       m.cost_per_token * COALESCE(w.completion_tokens, 0) / 1000.0 AS cost,
+       w.grounded, w.abstained
   FROM ruvllm.witness w LEFT JOIN ruvllm.models m ON m.name = w.model
  WHERE ((SELECT ruvllm._bound_tenant()) IS NULL OR w.tenant = (SELECT ruvllm._bound_tenant()));
 COMMENT ON VIEW ruvllm.requests IS 'One row per ruvllm_query call, flat: what was asked, how it was routed and answered, how good it was and how long each stage took.';
@@ -1132,6 +1146,8 @@ COMMENT ON COLUMN ruvllm.requests.prompt_tokens IS 'Prompt tokens.';
 COMMENT ON COLUMN ruvllm.requests.completion_tokens IS 'Generated tokens.';
 COMMENT ON COLUMN ruvllm.requests.context_nodes IS 'Memory nodes given to the model.';
 COMMENT ON COLUMN ruvllm.requests.cost IS 'Relative cost: the model''s cost_per_token x generated tokens / 1000.';
+COMMENT ON COLUMN ruvllm.requests.grounded IS 'Whether the model''s answer was supported by its evidence (false: replaced by the extractive answer; NULL: not checked).';
+COMMENT ON COLUMN ruvllm.requests.abstained IS 'Whether memory had nothing relevant enough and the answer was "Not found in memory."';
 
 CREATE VIEW ruvllm.daily_quality AS
 SELECT (created_at AT TIME ZONE 'UTC')::date AS day, model, count(*) AS requests,
@@ -1539,7 +1555,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF TG_TABLE_NAME = 'models' THEN
-        IF NEW.name IN ('smollm2-135m-instruct', 'gemma-3-270m') THEN
+        IF NEW.name IN ('smollm2-135m-instruct', 'gemma-3-270m', 'extractive') THEN
             DELETE FROM ruvllm.models WHERE name = NEW.name;
         END IF;
     ELSIF TG_TABLE_NAME = 'policies' THEN

@@ -20,7 +20,8 @@ DEFAULT_MODELS_DIR = "/usr/local/share/ruvllm/models"
 class ModelSpec:
     name: str
     path: str
-    prompt_style: str  # 'chat' (the model's chat template) or 'completion' (plain text prompt)
+    prompt_style: str  # 'chat' (the model's chat template), 'completion' (plain text prompt) or
+                       # 'extractive' (no model: the answer is the best evidence, verbatim)
     n_ctx: int = 2048
 
 
@@ -48,11 +49,26 @@ class GenerationResult:
     first_token_seconds: float = None
 
 
-# The answer prompt ruvllm_query sends; the oracle loop asks every model the same.
-SYSTEM_PROMPT = ("You are ruvllm, an assistant inside a PostgreSQL database. Answer the question "
-                 "briefly, using the numbered context when it is relevant.")
-COMPLETION_INSTRUCTION = "Answer the question briefly, using the context."
-COMPLETION_STOP = ("\nQuestion:", "\n\n\n")
+# The prompts of ruvllm.answer_style = documents (0.2.0's): whole nodes as context.
+DOCUMENTS_SYSTEM_PROMPT = ("You are ruvllm, an assistant inside a PostgreSQL database. Answer the question "
+                           "briefly, using the numbered context when it is relevant.")
+DOCUMENTS_COMPLETION_INSTRUCTION = "Answer the question briefly, using the context."
+DOCUMENTS_COMPLETION_STOP = ("\nQuestion:", "\n\n\n")
+
+# The prompts of ruvllm.answer_style = evidence (README, "Prompts"): the numbered spans, an
+# instruction to answer from them only and cite them. Chat models get it as the system message;
+# the base Gemma model continues text, so it gets two worked examples to continue from instead.
+EVIDENCE_SYSTEM_PROMPT = ("Answer the question in one or two sentences, using only the numbered "
+                          "context. Cite the context you use as [1], [2].")
+EVIDENCE_FEW_SHOT = (
+    "Answer each question from its context, citing the context line as [n].\n\n"
+    "Context:\n[1] The Eiffel Tower is in Paris. It was finished in 1889.\n"
+    "Question: When was the Eiffel Tower finished?\n"
+    "Answer: It was finished in 1889 [1].\n\n"
+    "Context:\n[1] Backups run every night at 2:00.\n[2] A backup is kept for 14 days, then deleted.\n"
+    "Question: How long is a backup kept?\n"
+    "Answer: A backup is kept for 14 days [2].\n\n")
+EVIDENCE_COMPLETION_STOP = ("\n\n", "\nQuestion:", "\nContext:")
 
 
 def chat_messages(system, history, prompt):
@@ -65,13 +81,20 @@ def chat_messages(system, history, prompt):
     return messages
 
 
-def answer_prompt(spec, question, context):
-    """(system, prompt, stop) for an answer from spec's model; context: [(index, text, score)]."""
+def answer_prompt(spec, question, context, style="documents"):
+    """(system, prompt, stop) for an answer from spec's model; context: [(index, text, score)],
+    numbered [1].. in order. style: ruvllm.answer_style (evidence | documents)."""
     lines = [f"[{i + 1}] {text}" for i, (_, text, _) in enumerate(context)]
     ctx = "\n".join(lines) if lines else "(no context found)"
+    if style == "evidence":
+        if spec.prompt_style == "chat":
+            return EVIDENCE_SYSTEM_PROMPT, f"Context:\n{ctx}\n\nQuestion: {question}", None
+        return EVIDENCE_FEW_SHOT.rstrip("\n"), f"Context:\n{ctx}\nQuestion: {question}\nAnswer:", \
+            EVIDENCE_COMPLETION_STOP
     if spec.prompt_style == "chat":
-        return SYSTEM_PROMPT, f"Context:\n{ctx}\n\nQuestion: {question}", None
-    return COMPLETION_INSTRUCTION, f"Context:\n{ctx}\n\nQuestion: {question}\nAnswer:", COMPLETION_STOP
+        return DOCUMENTS_SYSTEM_PROMPT, f"Context:\n{ctx}\n\nQuestion: {question}", None
+    return DOCUMENTS_COMPLETION_INSTRUCTION, f"Context:\n{ctx}\n\nQuestion: {question}\nAnswer:", \
+        DOCUMENTS_COMPLETION_STOP
 
 
 class GenerationBackend:

@@ -3,7 +3,10 @@
     judge       the smallest enabled model rates the answer 1..5 against a rubric (grounded in
                 the context, complete, coherent, concise); parsed from its first digit and
                 mapped to [0, 1] as (score - 1) / 4
-    grounded    best cosine similarity between the answer's embedding and the context nodes'
+    grounded    the grounding check's score (grounding.py, the same check ruvllm_query runs):
+                the share of the answer's content words in sentences its context supports;
+                0 when the request path already found the answer ungrounded (the text the user
+                got was then the extractive answer, not the model's)
     relevance   cosine similarity between the answer's and the question's embeddings
 
     automatic quality  = 0.25 * judge + 0.45 * grounded + 0.30 * relevance
@@ -17,6 +20,11 @@ to [0, 1]. A judge failure never fails anything: the formula without the judge i
 import re
 
 import numpy as np
+
+from . import evidence, grounding
+
+# Context sentences the judge's grounding check embeds, at most (a background cost per answer).
+MAX_CONTEXT_UNITS = 32
 
 W_JUDGE, W_GROUNDED, W_RELEVANCE = 0.25, 0.45, 0.30
 W_GROUNDED_NO_JUDGE, W_RELEVANCE_NO_JUDGE = 0.60, 0.40
@@ -45,10 +53,19 @@ def _clip01(x):
     return float(min(1.0, max(0.0, x)))
 
 
-def groundedness(answer_vec, context_vecs):
-    if context_vecs is None or len(context_vecs) == 0:
+def groundedness(answer, context_texts, embed=None, witnessed=None, **thresholds):
+    """grounding.check's score of answer against the sentences of context_texts (numbered as
+    the sources are); witnessed: the request path's grounded flag (False: 0)."""
+    if witnessed is False or not context_texts or not answer:
         return 0.0
-    return _clip01(float(np.max(np.asarray(context_vecs, dtype=np.float32) @ answer_vec)))
+    units = []
+    for n, text in enumerate(context_texts, start=1):
+        units += [(n, s) for s in evidence.split_sentences(text)]
+    units = units[:MAX_CONTEXT_UNITS]
+    vecs = embed([t for _, t in units]) if embed is not None and units else [None] * len(units)
+    result = grounding.check(answer, [(n, t, v) for (n, t), v in zip(units, vecs)], embed=embed,
+                             **thresholds)
+    return _clip01(result.score)
 
 
 def relevance(answer_vec, query_vec):

@@ -26,11 +26,12 @@ Deep loop: k-means++ over the last week's query embeddings into a new pattern ba
 """
 import json
 import random
+import time
 
 import numpy as np
 
-from . import embedding, errors, generation, graph, inference, judge, memory, models, patterns, policy
-from . import tenancy, training
+from . import embedding, errors, evidence, generation, graph, grounding, inference, judge, memory, models
+from . import patterns, policy, tenancy, training
 from .router import CONTEXT_BINS
 from .sqlglue import parse_vector, planner, setting, vector_literal
 
@@ -109,7 +110,7 @@ def labels_from_utilities(U, models_used, model_names):
 
 def _judge_backend_and_spec(plpy):
     pool = models.Pool.load(plpy)
-    names = pool.names()
+    names = pool.generator_names()
     if not names:
         return None, None
     try:
@@ -138,13 +139,15 @@ def instant_loop(plpy):
     rows = plpy.execute(_plan(plpy, "pending", """
         SELECT request_id, created_at, tenant, query, query_embedding::text AS qv, response,
                model, context_node_ids::text[] AS ctx, features, context_size, temperature,
-               top_p, generation_ms, completion_tokens, rating
+               top_p, generation_ms, completion_tokens, rating, grounded
           FROM ruvllm.witness
          WHERE quality IS NULL AND error IS NULL AND NOT cache_hit AND response IS NOT NULL
+           AND NOT abstained
          ORDER BY created_at LIMIT $1""", ["int"]), [limit])
     if not rows:
         return {"judged": 0}
     gen, spec = _judge_backend_and_spec(plpy)
+    thresholds = _grounding_thresholds(plpy)
     costs = {r["name"]: float(r["cost_per_token"]) for r in plpy.execute(
         "SELECT name, cost_per_token FROM ruvllm.models")}
     answers = embedding.embed([r["response"] or " " for r in rows]).vectors
@@ -157,7 +160,9 @@ def instant_loop(plpy):
               FROM ruvllm.nodes WHERE id = ANY($1::uuid[])""", ["text[]"]), [ctx_ids]) if ctx_ids else []
         score = _run_judge(gen, spec, row["query"], row["response"], [c["content"] for c in ctx])
         stats["judge_failed"] += score is None
-        grounded = judge.groundedness(answer_vec, [parse_vector(c["v"]) for c in ctx])
+        by_id = {c["id"]: c for c in ctx}
+        grounded = judge.groundedness(row["response"], [by_id[i]["content"] for i in ctx_ids if i in by_id],
+                                      embed=_embed_vectors, witnessed=row["grounded"], **thresholds)
         query_vec = parse_vector(row["qv"]) if row["qv"] else answer_vec
         relevant = judge.relevance(answer_vec, query_vec)
         auto = judge.automatic_quality(score, grounded, relevant)
@@ -182,6 +187,16 @@ def instant_loop(plpy):
         if quality >= threshold:
             stats["written_back"] += _write_back(plpy, row, quality, ctx_ids)
     return stats
+
+
+def _embed_vectors(texts):
+    return embedding.embed(texts).vectors
+
+
+def _grounding_thresholds(plpy):
+    return {"min_overlap": float(setting(plpy, "ruvllm.grounding_overlap", str(grounding.DEFAULT_MIN_OVERLAP))),
+            "min_similarity": float(setting(plpy, "ruvllm.grounding_similarity",
+                                            str(grounding.DEFAULT_MIN_SIMILARITY)))}
 
 
 def _offer_replay(plpy, rng, capacity, row, quality, latency_s, cost, oracle=None):
@@ -233,7 +248,7 @@ def _training_rows(plpy):
                NULL::text AS oracle
           FROM ruvllm.witness w LEFT JOIN ruvllm.models m ON m.name = w.model
          WHERE w.created_at > pg_catalog.now() - interval '1 day' AND w.quality IS NOT NULL
-           AND w.features IS NOT NULL AND NOT w.cache_hit AND w.error IS NULL""")
+           AND w.features IS NOT NULL AND NOT w.cache_hit AND w.error IS NULL AND NOT w.abstained""")
     seen, out = set(), []
     for r in list(replay) + list(recent):
         if r["rid"] in seen or not r["features"] or len(r["features"]) != 128:
@@ -407,12 +422,15 @@ def oracle_loop(plpy):
                features, context_size, temperature, top_p
           FROM ruvllm.witness
          WHERE features IS NOT NULL AND error IS NULL AND NOT cache_hit AND response IS NOT NULL
+           AND NOT abstained
          ORDER BY pg_catalog.random() LIMIT $1""", ["int"]), [ORACLE_SAMPLE])
     if not sample or not names:
         return {"labelled": 0, "models": names}
     gen = inference.backend_for(plpy)
     gen.n_threads = int(setting(plpy, "ruvllm.generation_threads", "1")) or None
-    judge_spec = pool.spec(names[0])
+    generators = pool.generator_names()
+    judge_spec = pool.spec(generators[0]) if generators else None
+    thresholds = _grounding_thresholds(plpy)
     rng = random.Random()
     labelled, generations = 0, 0
     for row in sample:
@@ -424,17 +442,28 @@ def oracle_loop(plpy):
         ordered = [by_id[i] for i in ctx_ids if i in by_id]
         context = [(i, c["content"], 0.0) for i, c in enumerate(ordered)]
         query_vec = parse_vector(row["qv"])
-        context_vecs = [parse_vector(c["v"]) for c in ordered]
         outcomes = {}
+        # Every model answers from the same evidence, as ruvllm_query would give it.
+        selection = evidence.select(row["query"], query_vec, context, evidence.DEFAULT_BUDGET_TOKENS,
+                                    evidence.approx_tokens)
         for name in names:
             spec = pool.spec(name)
-            system, prompt, stop = generation.answer_prompt(spec, row["query"], context)
-            out = gen.generate(spec, prompt, max_tokens=ORACLE_MAX_TOKENS, temperature=0.0, top_p=1.0,
-                               system=system, stop=stop)
-            generations += 1
+            if spec.prompt_style == models.EXTRACTIVE:
+                started = time.perf_counter()
+                out = generation.GenerationResult(evidence.extractive_answer(selection), 0, 0, 0.0, "stop")
+                out.seconds = time.perf_counter() - started
+            else:
+                system, prompt, stop = generation.answer_prompt(spec, row["query"], selection.context(),
+                                                                style="evidence")
+                out = gen.generate(spec, prompt, max_tokens=ORACLE_MAX_TOKENS, temperature=0.0, top_p=1.0,
+                                   system=system, stop=stop)
+                generations += 1
             answer_vec = embedding.embed_one(out.text or " ")[0]
-            score = _run_judge(gen, judge_spec, row["query"], out.text, [c["content"] for c in ordered])
-            q = judge.automatic_quality(score, judge.groundedness(answer_vec, context_vecs),
+            score = _run_judge(gen, judge_spec, row["query"], out.text, [c["content"] for c in ordered]) \
+                if judge_spec is not None else None
+            texts = [c["content"] for c in ordered]
+            q = judge.automatic_quality(score, judge.groundedness(out.text, texts, embed=_embed_vectors,
+                                                                  **thresholds),
                                         judge.relevance(answer_vec, query_vec))
             cost = pool.row(name)["cost_per_token"] * out.completion_tokens / 1000.0
             outcomes[name] = (q, out.seconds, cost)

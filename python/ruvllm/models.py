@@ -8,7 +8,9 @@ from . import errors, gguf
 from .generation import DEFAULT_MODELS_DIR, ModelSpec
 from .sqlglue import setting
 
-PROMPT_STYLES = ("chat", "completion")
+PROMPT_STYLES = ("chat", "completion", "extractive")
+# The tier that answers with the best evidence span, verbatim: no model file, nothing generated.
+EXTRACTIVE = "extractive"
 GGUF_MAGIC = b"GGUF"
 
 # File identity -> sha256 and structure: hashing a 250 MB file costs ~0.5 s, so a backend checks
@@ -97,8 +99,12 @@ def register(plpy, *, name, path, prompt_style, sha256=None, tier=1, n_ctx=2048,
         raise errors.invalid(f"invalid model name {name!r}",
                              hint="Use lower-case letters, digits, '.', '_' and '-'.")
     if prompt_style not in PROMPT_STYLES:
-        raise errors.invalid(f"prompt_style must be 'chat' or 'completion', not {prompt_style!r}")
-    if not path:
+        raise errors.invalid(f"prompt_style must be 'chat', 'completion' or 'extractive', not {prompt_style!r}")
+    extractive = prompt_style == EXTRACTIVE
+    if extractive and (path or sha256):
+        raise errors.invalid("an extractive model has no file: path and sha256 must be NULL",
+                             hint="The extractive tier answers with the best evidence span; nothing is loaded.")
+    if not extractive and not path:
         raise errors.invalid("path must not be empty")
     if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise errors.invalid("sha256 must be 64 lower-case hex digits")
@@ -106,9 +112,12 @@ def register(plpy, *, name, path, prompt_style, sha256=None, tier=1, n_ctx=2048,
         raise errors.invalid(f"n_ctx must be between 256 and 131072, not {n_ctx}")
     if cost_per_token is None or not math.isfinite(cost_per_token) or cost_per_token < 0:
         raise errors.invalid(f"cost_per_token must be a finite number >= 0, not {cost_per_token}")
-    full_path = resolve_path(path, models_dir(plpy))
-    digest = check_file(name, full_path, sha256)
-    trial_load(name, full_path)
+    if extractive:
+        path = digest = None
+    else:
+        full_path = resolve_path(path, models_dir(plpy))
+        digest = check_file(name, full_path, sha256)
+        trial_load(name, full_path)
     plan = plpy.prepare("""
         INSERT INTO ruvllm.models (name, tier, path, sha256, quantization, n_ctx, prompt_style,
                                    cost_per_token, enabled)
@@ -143,6 +152,10 @@ class Pool:
     def names(self):
         return [r["name"] for r in self.enabled]
 
+    def generator_names(self):
+        """The enabled models that generate (the judge is the first of them)."""
+        return [r["name"] for r in self.enabled if r["prompt_style"] != EXTRACTIVE]
+
     def row(self, name):
         for r in self.rows:
             if r["name"] == name:
@@ -155,8 +168,11 @@ class Pool:
                                  hint="Known models: " + ", ".join(r["name"] for r in self.rows))
 
     def spec(self, name):
-        """A checked ModelSpec: the file exists, is GGUF and matches its registered checksum."""
+        """A checked ModelSpec: the file exists, is GGUF and matches its registered checksum
+        (the extractive tier has no file)."""
         r = self.row(name)
+        if r["prompt_style"] == EXTRACTIVE:
+            return ModelSpec(name=name, path="", prompt_style=EXTRACTIVE, n_ctx=r["n_ctx"])
         path = resolve_path(r["path"], self.models_dir)
         check_file(name, path, r["sha256"])
         return ModelSpec(name=name, path=path, prompt_style=r["prompt_style"], n_ctx=r["n_ctx"])

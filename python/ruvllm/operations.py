@@ -23,8 +23,11 @@ def health(plpy):
     pool = models.Pool.load(plpy)
     loadable = {}
     for r in pool.rows:
+        if r["prompt_style"] == models.EXTRACTIVE:   # no file to check: it is always there
+            loadable[r["name"]] = {"enabled": r["enabled"], "path": None, "ok": True, "generates": False}
+            continue
         path = models.resolve_path(r["path"], pool.models_dir)
-        entry = {"enabled": r["enabled"], "path": path}
+        entry = {"enabled": r["enabled"], "path": path, "generates": True}
         try:
             models.check_file(r["name"], path, r["sha256"])
             entry["ok"] = True
@@ -35,7 +38,8 @@ def health(plpy):
                 problems.append(("degraded", f"model {r['name']}: {entry['error']}"))
         loadable[r["name"]] = entry
     checks["models"] = loadable
-    if not any(e["ok"] and e["enabled"] for e in loadable.values()):
+    # The judge needs a model that generates; the extractive tier alone cannot judge.
+    if not any(e["ok"] and e["enabled"] and e["generates"] for e in loadable.values()):
         problems.append(("critical", "no enabled model can be loaded"))
     checks["witness_queue"], queue_problems = witness.queue_health(plpy)
     problems.extend(queue_problems)

@@ -1,8 +1,13 @@
 """ruvllm_query: the request pipeline, as stages over one Request.
 
     validate → session → exact cache → embed → semantic cache → retrieve (HNSW + graph hops)
-    → route (features → FastGRNN) → attend (rank, dedup, fit the context) → generate
-    → check (sources, confidence) → record (session, cache)
+    → abstain (no memory relevant enough: "Not found in memory.") → route (features → FastGRNN)
+    → attend (rank, dedup, the evidence spans within the budget) → generate (a model, or the
+    extractive tier's best span) → check (grounding, citations, sources, confidence)
+    → record (session, cache)
+
+ruvllm.answer_style = documents runs 0.2.0's pipeline instead: whole nodes in the prompt, its
+prompt, no abstention and no grounding check (grounded is then null).
 
 STAGES runs in order. Each stage reads what the stages before it put on the Request and adds its
 own part; a cache stage that finds an answer sets request.response, and the stages after it do
@@ -16,8 +21,8 @@ import dataclasses
 import time
 import uuid
 
-from . import attention, cache, embedding, errors, generation, memory, models, pii, routing
-from . import inference, sessions, tenancy, witness
+from . import attention, cache, embedding, errors, evidence, generation, grounding, memory, models
+from . import inference, pii, routing, sessions, tenancy, witness
 from .request import DEFAULT_MAX_TOKENS, QUERY_HOPS, check_constraints, check_query, settings
 from .sqlglue import read_only
 
@@ -26,6 +31,11 @@ PROMPT_RESERVE_TOKENS = 96   # system text, question and template tokens around 
 # Nodes whose attention is under this share of the best node's are left out of the prompt: small
 # models answer worse, and slower, with weakly related text in their context.
 MIN_RELATIVE_SCORE = 0.1
+# The evidence budget when the router falls back to its default decision, and 0.2.0's budget
+# for answer_style documents then (its safe default's context size).
+DEFAULT_EVIDENCE_TOKENS = evidence.DEFAULT_BUDGET_TOKENS
+DOCUMENTS_DEFAULT_CONTEXT = 1024
+NOT_FOUND = evidence.NOT_FOUND
 TIMED = ("embedding", "retrieval", "routing", "attention", "generation")
 ROUTING_KEYS = ("model", "context_size", "temperature", "top_p", "confidence", "model_probs",
                 "used_default", "explored", "policy_version")
@@ -83,7 +93,11 @@ class Request:
     gen: generation.GenerationBackend = None
     max_tokens: int = None
     history: list = None
-    context: list = None               # [(row index, text, attention score)]
+    context: list = None               # [(row index, text, attention score)]: what the prompt carries
+    selection: evidence.Selection = None  # the evidence spans and their scores (also for the extractive tier)
+    # abstain, check
+    abstained: bool = False
+    grounded: object = None            # True/False; None when not checked (answer_style documents)
     # generate
     result: generation.GenerationResult = None
     # check
@@ -173,6 +187,26 @@ def retrieve(plpy, req):
         req.node_vecs, req.ages = memory.node_vectors(plpy, [r["id"] for r in req.rows])
 
 
+def abstain(plpy, req):
+    """No retrieved memory relevant enough (ruvllm.abstain_below, on the scale of confidence): the
+    answer says so, and nothing is routed or generated."""
+    if req.cfg["answer_style"] != "evidence":
+        return
+    best = max((1.0 - float(r["distance"]) for r in req.rows if r["hop"] == 0), default=0.0)
+    if best >= req.cfg["abstain_below"]:
+        return
+    req.abstained, req.grounded = True, None
+    req.hidden = req.session["router_state"] if req.session else None   # the session's router state stays
+    req.routing = {"model": None, "context_size": None, "temperature": None, "top_p": None,
+                   "confidence": None, "model_probs": {}, "used_default": None, "explored": False,
+                   "policy_version": None}
+    req.result = generation.GenerationResult(NOT_FOUND, 0, 0, 0.0, "abstained")
+    req.context, req.sources, req.confidence = [], [], 0.0
+    req.trace.update(confidence=0.0, response=NOT_FOUND, prompt_tokens=0, completion_tokens=0,
+                     context_node_ids=[], abstained=True, grounded=None)
+    record(plpy, req)
+
+
 def route(plpy, req):
     """The router's decision, then what the constraints force."""
     constraints, session = req.constraints, req.session
@@ -193,30 +227,51 @@ def route(plpy, req):
 
 
 def attend(plpy, req):
-    """The retrieved nodes ranked by attention, and the best of them that fit the context budget."""
-    # The backend counts tokens for the budget here and generates in the next stage.
-    gen = req.gen = req.backend or inference.backend_for(plpy)
-    gen.max_loaded = req.cfg["max_loaded_models"]
-    gen.n_threads = req.cfg["generation_threads"] or None
+    """The retrieved nodes ranked by attention; then the evidence spans of the best of them that
+    fit the budget (answer_style documents: the best whole nodes that fit)."""
+    spec = req.spec
+    extractive = spec.prompt_style == "extractive"
+    # The backend counts tokens for the budget here and generates in the next stage; the
+    # extractive tier has no model, and no tokenizer.
+    gen = req.gen = None if extractive else (req.backend or inference.backend_for(plpy))
+    if gen is not None:
+        gen.max_loaded = req.cfg["max_loaded_models"]
+        gen.n_threads = req.cfg["generation_threads"] or None
+    count = evidence.approx_tokens if extractive else (lambda text: gen.count_tokens(spec, text))
     req.max_tokens = req.constraints.get("max_tokens", DEFAULT_MAX_TOKENS)
     req.history = history = sessions.prompt_turns(req.session)
-    rows, spec = req.rows, req.spec
+    rows = req.rows
+    style = req.cfg["answer_style"]
     with req.clock.timed("attention"):
         ranked = attention.rank(req.vec, req.node_vecs, [r["hop"] for r in rows],
                                 [r["via_rel"] for r in rows], [r["edge_weight"] for r in rows], req.ages)
         if ranked:
             ranked = [n for n in ranked if n.score >= MIN_RELATIVE_SCORE * ranked[0].score]
-        history_tokens = sum(gen.count_tokens(spec, q) + gen.count_tokens(spec, a) for q, a in history)
-        budget = min(req.routing["context_size"],
-                     spec.n_ctx - req.max_tokens - PROMPT_RESERVE_TOKENS - history_tokens
-                     - gen.count_tokens(spec, req.query))
-        req.context = attention.select_context(
-            ranked, [r["content"] for r in rows], budget,
-            lambda text: gen.count_tokens(spec, text)) if budget > 0 else []
+        history_tokens = sum(count(q) + count(a) for q, a in history)
+        room = spec.n_ctx - req.max_tokens - PROMPT_RESERVE_TOKENS - history_tokens - count(req.query)
+        if style == "evidence" or extractive:
+            wanted = DEFAULT_EVIDENCE_TOKENS if req.routing["used_default"] else req.routing["context_size"]
+            budget = min(wanted, room)
+            nodes = [(n.index, rows[n.index]["content"], n.score) for n in ranked]
+            req.selection = evidence.select(req.query, req.vec, nodes, budget, count) if budget > 0 \
+                else evidence.select(req.query, req.vec, [], 0, count)
+            req.context = req.selection.context()
+        else:
+            wanted = DOCUMENTS_DEFAULT_CONTEXT if req.routing["used_default"] and \
+                req.routing["context_size"] < DOCUMENTS_DEFAULT_CONTEXT else req.routing["context_size"]
+            budget = min(wanted, room)
+            req.context = attention.select_context(
+                ranked, [r["content"] for r in rows], budget, count) if budget > 0 else []
 
 
 def generate(plpy, req):
-    system, prompt, stop = generation.answer_prompt(req.spec, req.query, req.context)
+    if req.spec.prompt_style == "extractive":
+        with req.clock.timed("generation"):
+            text = evidence.extractive_answer(req.selection)
+        req.result = generation.GenerationResult(text, 0, 0, req.clock.ms["generation"] / 1000.0, "stop")
+        return
+    system, prompt, stop = generation.answer_prompt(req.spec, req.query, req.context,
+                                                    style=req.cfg["answer_style"])
     with req.clock.timed("generation"):
         req.result = req.gen.generate(req.spec, prompt, max_tokens=req.max_tokens,
                                       temperature=req.routing["temperature"], top_p=req.routing["top_p"],
@@ -224,11 +279,33 @@ def generate(plpy, req):
 
 
 def check(plpy, req):
-    """What the answer stands on: its sources, and how well memory supports it (confidence)."""
+    """Whether the answer stands on its evidence (a generated answer that does not is replaced by
+    the extractive one), its sources, and how well memory supports it (confidence)."""
     rows = req.rows
+    if req.selection is not None:
+        text = req.result.text
+        if req.spec.prompt_style == "extractive":
+            req.grounded = bool(req.selection.units)   # verbatim spans (or nothing to say)
+        else:
+            with req.clock.timed("check"):
+                result = grounding.check(text, req.selection.evidence_units(),
+                                         min_overlap=req.cfg["grounding_overlap"],
+                                         min_similarity=req.cfg["grounding_similarity"],
+                                         embed=lambda texts: embedding.embed(texts).vectors)
+                req.grounded = result.grounded
+                text = grounding.add_citations(text, result) if result.grounded else \
+                    evidence.extractive_answer(req.selection)
+        if not req.selection.units:
+            req.abstained = True   # nothing in memory to answer from
+            text = NOT_FOUND
+        if text != req.result.text:
+            req.result = dataclasses.replace(req.result, text=text)
     req.sources = [{"id": str(rows[i]["id"]), "excerpt": rows[i]["content"][:EXCERPT_CHARS],
                     "score": round(float(score), 6), "hop": rows[i]["hop"],
                     "distance": round(float(rows[i]["distance"]), 6)} for i, _text, score in req.context]
+    if req.selection is not None:
+        for source, node in zip(req.sources, req.selection.nodes):
+            source["evidence"] = list(node.spans)
     # The best cosine similarity among the context used.
     confidence = max((1.0 - float(rows[i]["distance"]) for i, _, _ in req.context), default=0.0)
     req.confidence = min(1.0, max(0.0, confidence))
@@ -236,18 +313,24 @@ def check(plpy, req):
                      prompt_tokens=req.result.prompt_tokens,
                      prompt_cached_tokens=req.result.cached_prompt_tokens,
                      completion_tokens=req.result.completion_tokens,
-                     context_node_ids=[s["id"] for s in req.sources])
+                     context_node_ids=[s["id"] for s in req.sources],
+                     grounded=req.grounded, abstained=req.abstained)
 
 
 def record(plpy, req):
     """The turn into the session, the answer into the cache; the response."""
     text = req.result.text
     if req.session_id:
+        version = req.routing["policy_version"]
+        if version is None and req.session:   # an abstention was not routed
+            version = req.session.get("policy_version")
         sessions.save(plpy, req.tenant, req.session_id, req.session, req.query, text, req.hidden,
-                      req.routing["policy_version"], req.vec, mask=req.mask)
+                      version, req.vec, mask=req.mask)
     answer = {"text": text, "confidence": req.confidence, "sources": req.sources,
+              "grounded": req.grounded, "abstained": req.abstained,
               "routing": {k: req.routing[k] for k in ROUTING_KEYS}}
-    if req.use_cache and req.result.finish_reason != "error":
+    # Not an abstention: memory added later may answer the same question.
+    if req.use_cache and req.result.finish_reason != "error" and not req.abstained:
         cache.store(plpy, req.tenant, req.query, req.query_hash, req.constraints_key, req.vec, answer,
                     req.cfg["cache_ttl"], req.request_id, mask=req.mask)
     _finish_trace(req)
@@ -255,7 +338,7 @@ def record(plpy, req):
                         cache_hit=False, session_turn=req.session_turn())
 
 
-STAGES = (validate, load_session, exact_cache, embed, semantic_cache, retrieve, route, attend,
+STAGES = (validate, load_session, exact_cache, embed, semantic_cache, retrieve, abstain, route, attend,
           generate, check, record)
 
 
@@ -290,8 +373,11 @@ def _serve_hit(plpy, req, hit):
         return
     decision = hit["routing"]
     _trace_routing(req.trace, decision)
+    # Entries cached before grounding existed have neither key.
+    grounded, abstained = hit.get("grounded"), bool(hit.get("abstained"))
     req.trace.update(cache_hit=True, confidence=hit["confidence"], response=hit["text"],
-                     context_node_ids=[s["id"] for s in hit["sources"]])
+                     context_node_ids=[s["id"] for s in hit["sources"]], grounded=grounded,
+                     abstained=abstained)
     if not read_only(plpy):
         cache.count_hit(plpy, hit["cache_id"])
     if req.session_id and req.vec is not None:
@@ -299,7 +385,8 @@ def _serve_hit(plpy, req, hit):
                       decision["policy_version"], req.vec, mask=req.mask)
     _finish_trace(req)
     req.response = {"request_id": str(req.request_id), "text": hit["text"], "confidence": hit["confidence"],
-                    "sources": hit["sources"], "routing": decision, "latency_ms": _latency(req.trace),
+                    "sources": hit["sources"], "grounded": grounded, "abstained": abstained,
+                    "routing": decision, "latency_ms": _latency(req.trace),
                     "cache_hit": True, "cache_similarity": hit["similarity"],
                     "session_turn": req.session_turn()}
 

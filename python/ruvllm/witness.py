@@ -21,7 +21,7 @@ COLUMNS = (
     "model_probs", "explored", "features", "embedding_ms", "retrieval_ms", "routing_ms", "attention_ms",
     "generation_ms", "total_ms", "prompt_tokens", "completion_tokens", "context_node_ids",
     "response", "response_embedding", "cache_hit", "error", "error_sqlstate", "created_at",
-    "prompt_cached_tokens",
+    "prompt_cached_tokens", "grounded", "abstained",
 )
 
 # The queue's largest row, in bytes of JSON (WITNESS_MAX_ROW_BYTES in extension/witness_queue.c),
@@ -54,7 +54,7 @@ def make_row(mask=None, **values):
             if row[key] is not None:
                 row[key] = mask(row[key])
     # jsonb_populate_record gives NULL, not the column default, for a missing key.
-    for key, default in (("tenant", ""), ("cache_hit", False), ("explored", False)):
+    for key, default in (("tenant", ""), ("cache_hit", False), ("explored", False), ("abstained", False)):
         if row[key] is None:
             row[key] = default
     for key in ("query_embedding", "response_embedding"):

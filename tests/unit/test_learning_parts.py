@@ -29,9 +29,14 @@ def test_quality_formula():
 
 def test_similarity_signals_are_clipped():
     a = np.array([1.0, 0.0], np.float32)
-    assert judge.groundedness(a, [np.array([0.6, 0.8], np.float32), np.array([-1.0, 0.0], np.float32)]) \
-        == pytest.approx(0.6)
-    assert judge.groundedness(a, []) == 0.0
+    # Groundedness is the grounding check's score (issue 14), not a cosine: the share of the
+    # answer's content words in supported sentences; 0 once the request path found it ungrounded.
+    context = ["Old daily partitions are dropped by retention.", "Paris is the capital of France."]
+    assert judge.groundedness("Old daily partitions are dropped. Cron deletes rows nightly.", context) \
+        == pytest.approx(4 / 8)
+    assert judge.groundedness("Old daily partitions are dropped.", context) == 1.0
+    assert judge.groundedness("Old daily partitions are dropped.", context, witnessed=False) == 0.0
+    assert judge.groundedness("anything", []) == 0.0
     assert judge.relevance(a, np.array([-1.0, 0.0], np.float32)) == 0.0
 
 

@@ -1,0 +1,138 @@
+"""Answers a user can trust (issue 14), on a real database with the real models: evidence spans in
+the prompt, citations, the extractive tier, the grounding check replacing an invented answer, and
+"Not found in memory." for a question memory cannot answer, with nothing generated."""
+import json
+
+import psycopg
+import pytest
+
+from helpers import ask, scalar, seed, witness_rows
+
+NOT_FOUND = "Not found in memory."
+WITNESS_FACT = "The witness log is rotated by dropping its oldest daily partition"
+
+# A test double for the generator, reachable only through this function, which the test (a
+# superuser) creates in its own database: users cannot reach a backend argument of query.run.
+# It counts tokens with the real model and answers with text unrelated to any context.
+INVENTING_QUERY = """
+CREATE FUNCTION test_query_inventing(q text) RETURNS jsonb
+LANGUAGE plpython3u AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json
+from ruvllm import generation, inference, query, sqlglue
+
+class Inventing(generation.GenerationBackend):
+    def __init__(self, inner):
+        self.inner = inner
+    def count_tokens(self, model, text):
+        return self.inner.count_tokens(model, text)
+    def generate(self, model, prompt, **kwargs):
+        return generation.GenerationResult(
+            "Call def rotate_witness_log() in a loop over eyewitness_logs. A cron job spins it nightly.",
+            len(prompt) // 4, 24, 0.01, "stop")
+
+return json.dumps(sqlglue.call(plpy, query.run, plpy, q, None, '{"model": "smollm2-135m-instruct"}',
+                               backend=Inventing(inference.backend_for(plpy))))
+$$;
+"""
+
+
+def test_an_invented_answer_is_replaced_by_the_evidence_and_witnessed(db):
+    seed(db)
+    db.execute(INVENTING_QUERY)
+    r = scalar(db, "SELECT test_query_inventing('How do I rotate the witness log?')")
+    assert r["grounded"] is False and r["abstained"] is False
+    assert "eyewitness" not in r["text"] and "cron" not in r["text"]
+    # The extractive answer: a span of the cited source, verbatim, with its citation.
+    assert r["text"].endswith("[1]")
+    assert r["text"][:-len(" [1]")] in " ".join(r["sources"][0]["excerpt"].split())
+    assert WITNESS_FACT in r["text"]
+    row = witness_rows(db, "request_id = %s", (r["request_id"],))[0]
+    assert row["grounded"] is False and row["abstained"] is False
+    assert row["response"] == r["text"] and row["model"] == "smollm2-135m-instruct"
+    assert row["completion_tokens"] == 24   # the double's answer was generated, then replaced
+    assert scalar(db, "SELECT grounded FROM ruvllm.requests WHERE request_id = %s",
+                  (r["request_id"],)) is False
+
+
+def test_a_question_memory_cannot_answer_is_declined_without_generating(db):
+    seed(db)
+    r = ask(db, "Who wrote the opera Carmen?")
+    assert r["text"] == NOT_FOUND and r["abstained"] is True and r["grounded"] is None
+    assert r["confidence"] == 0 and r["sources"] == [] and r["routing"]["model"] is None
+    assert r["latency_ms"]["generation"] == 0
+    row = witness_rows(db, "request_id = %s", (r["request_id"],))[0]
+    assert row["abstained"] is True and row["completion_tokens"] == 0 and row["prompt_tokens"] == 0
+    assert row["model"] is None and row["context_node_ids"] == []
+    # Nothing was generated, so no model was loaded in this backend.
+    assert scalar(db, "SELECT ruvllm_info()->'loaded_models'") == []
+    # Not cached: memory added later answers the same question.
+    db.execute("SELECT ruvllm_ingest('The opera Carmen was written by Georges Bizet.', 'Fact')")
+    again = ask(db, "Who wrote the opera Carmen?", constraints={"model": "extractive"})
+    assert again["abstained"] is False and "Bizet" in again["text"]
+    # The threshold is a setting; 0 never abstains.
+    db.execute("SET ruvllm.abstain_below = 0")
+    r0 = ask(db, "What colour are flamingos?", constraints={"model": "extractive"})
+    assert r0["abstained"] is False and r0["sources"]
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SET ruvllm.abstain_below = 1.5")
+
+
+def test_the_extractive_tier_answers_verbatim_with_a_citation(db):
+    seed(db)
+    r = ask(db, "How do I rotate the witness log?", constraints={"model": "extractive"})
+    assert r["routing"]["model"] == "extractive" and r["grounded"] is True
+    assert r["text"].endswith("]")
+    cited = int(r["text"].rsplit("[", 1)[1].rstrip("]"))
+    source = r["sources"][cited - 1]
+    span = r["text"].rsplit(" [", 1)[0]
+    assert span in source["evidence"] and span in " ".join(source["excerpt"].split())
+    assert WITNESS_FACT in span
+    row = witness_rows(db, "request_id = %s", (r["request_id"],))[0]
+    assert row["model"] == "extractive" and row["completion_tokens"] == 0 and row["grounded"] is True
+    assert scalar(db, "SELECT ruvllm_info()->'loaded_models'") == []
+    health = scalar(db, "SELECT ruvllm_health()")
+    assert health["models"]["extractive"]["ok"] is True
+
+
+def test_a_generated_answer_carries_evidence_and_citations(db):
+    seed(db)
+    db.execute("SET ruvllm.explore_rate = 0")
+    r = ask(db, "What is the capital of France?", constraints={"model": "smollm2-135m-instruct",
+                                                              "max_tokens": 32, "temperature": 0})
+    assert "paris" in r["text"].lower() and r["abstained"] is False
+    assert isinstance(r["grounded"], bool)
+    assert "Paris" in r["sources"][0]["excerpt"] and r["sources"][0]["evidence"]
+    for n in {int(c) for c in __import__("re").findall(r"\[(\d+)\]", r["text"])}:
+        assert 1 <= n <= len(r["sources"])
+    # The prompt carried spans, not whole documents: a short one.
+    row = witness_rows(db, "request_id = %s", (r["request_id"],))[0]
+    assert 0 < row["prompt_tokens"] <= 300 and row["grounded"] == r["grounded"]
+
+
+def test_answer_style_documents_behaves_as_0_2_0(db):
+    seed(db)
+    db.execute("SET ruvllm.answer_style = documents")
+    r = ask(db, "Who wrote the opera Carmen?", constraints={"model": "smollm2-135m-instruct", "max_tokens": 8})
+    # No abstention, no grounding check: a generated answer from whole nodes.
+    assert r["abstained"] is False and r["grounded"] is None and r["text"] != NOT_FOUND
+    assert r["sources"] and all("evidence" not in s for s in r["sources"])
+    row = witness_rows(db, "request_id = %s", (r["request_id"],))[0]
+    assert row["completion_tokens"] > 0 and row["grounded"] is None and row["abstained"] is False
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SET ruvllm.answer_style = paragraphs")
+
+
+def test_the_extractive_tier_is_a_model_of_the_pool(db):
+    names = [r[0] for r in db.execute("SELECT name FROM ruvllm.models WHERE enabled ORDER BY tier, name")]
+    assert names == ["smollm2-135m-instruct", "gemma-3-270m", "extractive"]
+    assert scalar(db, "SELECT model_names FROM ruvllm.policies WHERE version = 1") == names
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SELECT ruvllm_register_model('extract-2', 'x.gguf', 'extractive')")
+    db.execute("SELECT ruvllm_register_model('extract-2', NULL, 'extractive', enabled => false)")
+    assert scalar(db, "SELECT prompt_style FROM ruvllm.models WHERE name = 'extract-2'") == "extractive"
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute("INSERT INTO ruvllm.models (name, path, sha256, prompt_style) VALUES ('x', NULL, NULL, 'chat')")
+    seed(db)
+    decision = scalar(db, "SELECT ruvllm_route('How do I rotate the witness log?')")["decision"]
+    assert set(decision["model_probs"]) == set(names)

@@ -1,0 +1,190 @@
+"""Evidence selection, the grounding check, citations and the answer prompts, on hand-checked
+cases. Vectors come from a bag-of-words embedder (a word's own axis), so which sentence is most
+similar to which is checked by eye, not by MiniLM."""
+import numpy as np
+import pytest
+
+from ruvllm import evidence, generation, grounding
+
+WITNESS_DOC = (
+    "# The witness log\n\n"
+    "Every call to ruvllm_query writes one row to the witness log, ruvllm.witness, whether the call\n"
+    "succeeds or fails. The row records the query and the model the router chose.\n\n"
+    "The witness log is partitioned by day on created_at. Rotating it means dropping or detaching old\n"
+    "daily partitions: set how long to keep rows with ruvllm_set_retention('witness', '30 days').\n"
+    "To rotate by hand, run ruvllm_apply_retention().")
+FRANCE = "The capital of France is Paris. Paris lies on the river Seine."
+
+
+def bag_embed(texts):
+    """Unit vectors over stemmed content words: cosine = shared words, weighed."""
+    vocab = {}
+    rows = []
+    for t in texts:
+        rows.append(grounding.content_words(t))
+        for w in rows[-1]:
+            vocab.setdefault(w, len(vocab))
+    out = []
+    for words in rows:
+        v = np.zeros(512, np.float32)
+        for w in words:
+            v[hash(w) % 512] += 1.0
+        n = np.linalg.norm(v)
+        out.append(v / n if n else v)
+    return np.stack(out)
+
+
+@pytest.fixture(autouse=True)
+def fresh_vector_cache():
+    evidence._vectors.clear()
+    yield
+    evidence._vectors.clear()
+
+
+def words(text):
+    return len(text.split())
+
+
+def test_sentences_leave_out_headings_and_keep_abbreviations():
+    s = evidence.split_sentences(WITNESS_DOC)
+    assert s[0].startswith("Every call to ruvllm_query") and s[0].endswith("succeeds or fails.")
+    assert "# The witness log" not in " ".join(s)
+    assert s[3].startswith("Rotating it means")
+    assert evidence.split_sentences("Use a setting, e.g. ruvllm.k. Then ask.") == \
+        ["Use a setting, e.g. ruvllm.k.", "Then ask."]
+    # A citation after the full stop stays with its sentence.
+    assert evidence.split_sentences("It is Paris. [1] It lies on the Seine [1].") == \
+        ["It is Paris. [1]", "It lies on the Seine [1]."]
+    assert evidence.split_sentences("- one item\n- two item") == ["- one item", "- two item"]
+
+
+def test_a_sentence_that_leans_back_keeps_its_neighbour():
+    assert evidence.leans_back("This means the log is rotated.")
+    assert evidence.leans_back("Rotating it means dropping partitions.")
+    assert not evidence.leans_back("The witness log is partitioned by day.")
+    units, _ = evidence.candidate_units([(0, WITNESS_DOC, 1.0)])
+    rotating = next(u for u in units if "Rotating it" in u.text)
+    assert rotating.text.startswith("The witness log is partitioned by day on created_at. Rotating it")
+    assert (rotating.first, rotating.last) == (2, 3)
+
+
+def test_the_best_span_answers_and_is_within_budget():
+    q = "How do I rotate the witness log?"
+    qv = bag_embed([q])[0]
+    nodes = [(4, WITNESS_DOC, 0.6), (2, FRANCE, 0.1)]
+    sel = evidence.select(q, qv, nodes, 256, lambda t: words(t), embed=bag_embed)
+    best = sel.units[0]
+    assert "Rotating it means dropping or detaching old daily partitions" in best.text
+    # Only the witness document carries evidence: it is source 1, with its spans verbatim.
+    assert [n.index for n in sel.nodes] == [4]
+    assert all(span in " ".join(evidence.split_sentences(WITNESS_DOC)) for span in sel.nodes[0].spans)
+    assert sel.context()[0][0] == 4
+    # The budget holds: a tiny one keeps only the best unit's first words.
+    small = evidence.select(q, qv, nodes, 10, lambda t: words(t), embed=bag_embed)
+    assert len(small.nodes) == 1 and words(small.nodes[0].text) <= 10 - evidence.NODE_OVERHEAD_TOKENS
+
+
+def test_spans_of_several_nodes_are_numbered_as_the_sources():
+    q = "Which river does Paris lie on, and how is the witness log rotated?"
+    qv = bag_embed([q])[0]
+    sel = evidence.select(q, qv, [(0, WITNESS_DOC, 0.5), (1, FRANCE, 0.5)], 256, words,
+                          embed=bag_embed, relative_floor=0.3)
+    assert [n.index for n in sel.nodes] == [0, 1]
+    paris = next(u for u in sel.units if "Seine" in u.text)
+    assert sel.source_number(paris) == 2
+    assert any(n == 2 and "Seine" in t for n, t, _ in sel.evidence_units())
+
+
+def test_extractive_answer_is_verbatim_with_its_citation():
+    q = "How do I rotate the witness log?"
+    sel = evidence.select(q, bag_embed([q])[0], [(0, WITNESS_DOC, 1.0)], 256, words, embed=bag_embed)
+    answer = evidence.extractive_answer(sel)
+    assert answer.endswith("[1]")
+    span = answer[:-len(" [1]")]
+    assert span in " ".join(evidence.split_sentences(WITNESS_DOC))
+    assert evidence.extractive_answer(evidence.select(q, None, [], 256, words)) == evidence.NOT_FOUND
+
+
+def test_content_words_and_stems():
+    assert grounding.content_words("The log is rotated; rotating logs") == ["log", "rotat", "rotat", "log"]
+    assert grounding.citations("Paris [2], Seine [1] and [2].") == [2, 1]
+
+
+def evidence_of(*texts):
+    vecs = bag_embed(list(texts))
+    return [(i + 1, t, v) for i, (t, v) in enumerate(zip(texts, vecs))]
+
+
+def test_grounding_accepts_support_and_rejects_invention():
+    ev = evidence_of("Rotating it means dropping or detaching old daily partitions.",
+                     "The capital of France is Paris.")
+    ok = grounding.check("You rotate it by dropping old daily partitions [1].", ev, embed=bag_embed)
+    assert ok.grounded and ok.score == 1.0 and ok.sentences[0].best_source == 1
+    invented = grounding.check("def rotate_witness_log(logs): for log in eyewitness_logs: log.rotate()",
+                               ev, embed=bag_embed)
+    assert not invented.grounded and invented.score == 0.0
+    # One invented sentence among supported ones is enough.
+    mixed = grounding.check("Old daily partitions are dropped. A cron job deletes rows every night.",
+                            ev, embed=bag_embed)
+    assert not mixed.grounded and [s.supported for s in mixed.sentences] == [True, False]
+    assert 0 < mixed.score < 1
+    # Cited to the wrong source, or to a source that is not there: not supported.
+    assert not grounding.check("Old daily partitions are dropped [2].", ev, embed=bag_embed).grounded
+    assert not grounding.check("Old daily partitions are dropped [7].", ev, embed=bag_embed).grounded
+    # Nothing to check is not grounded either.
+    assert not grounding.check("", ev, embed=bag_embed).grounded
+
+
+def test_grounding_thresholds_are_the_settings():
+    ev = evidence_of("Old daily partitions are dropped by retention.")
+    answer = "Old partitions are removed nightly."    # old, partition: 2 of 4 content words
+    assert not grounding.check(answer, ev, min_overlap=0.6, min_similarity=1.01).grounded
+    assert grounding.check(answer, ev, min_overlap=0.5, min_similarity=1.01).grounded
+
+
+def test_citations_are_added_to_supported_sentences():
+    ev = evidence_of("Rotating it means dropping old daily partitions.", "The capital of France is Paris.")
+    answer = "Old daily partitions are dropped. Paris is the capital of France."
+    result = grounding.check(answer, ev, embed=bag_embed)
+    assert grounding.add_citations(answer, result) == \
+        "Old daily partitions are dropped [1]. Paris is the capital of France [2]."
+    cited = "Paris is the capital [2]."
+    assert grounding.add_citations(cited, grounding.check(cited, ev, embed=bag_embed)) == cited
+
+
+CONTEXT = [(3, "The witness log is partitioned by day.", 0.9), (1, "Paris lies on the Seine.", 0.1)]
+CHAT = generation.ModelSpec("smollm2-135m-instruct", "x.gguf", "chat")
+BASE = generation.ModelSpec("gemma-3-270m", "y.gguf", "completion")
+
+
+def test_the_chat_prompt_for_a_known_context():
+    system, prompt, stop = generation.answer_prompt(CHAT, "How is the log split?", CONTEXT, style="evidence")
+    assert system == ("Answer the question in one or two sentences, using only the numbered context. "
+                      "Cite the context you use as [1], [2].")
+    assert prompt == ("Context:\n[1] The witness log is partitioned by day.\n[2] Paris lies on the Seine.\n\n"
+                      "Question: How is the log split?")
+    assert stop is None
+
+
+def test_the_few_shot_completion_prompt_for_a_known_context():
+    system, prompt, stop = generation.answer_prompt(BASE, "How is the log split?", CONTEXT, style="evidence")
+    assert system == (
+        "Answer each question from its context, citing the context line as [n].\n\n"
+        "Context:\n[1] The Eiffel Tower is in Paris. It was finished in 1889.\n"
+        "Question: When was the Eiffel Tower finished?\n"
+        "Answer: It was finished in 1889 [1].\n\n"
+        "Context:\n[1] Backups run every night at 2:00.\n[2] A backup is kept for 14 days, then deleted.\n"
+        "Question: How long is a backup kept?\n"
+        "Answer: A backup is kept for 14 days [2].")
+    assert prompt == ("Context:\n[1] The witness log is partitioned by day.\n[2] Paris lies on the Seine.\n"
+                      "Question: How is the log split?\nAnswer:")
+    assert stop == ("\n\n", "\nQuestion:", "\nContext:")
+
+
+def test_documents_style_keeps_the_0_2_0_prompts():
+    system, prompt, _ = generation.answer_prompt(CHAT, "q?", CONTEXT, style="documents")
+    assert system.startswith("You are ruvllm, an assistant inside a PostgreSQL database.")
+    assert prompt.endswith("\n\nQuestion: q?")
+    system, prompt, stop = generation.answer_prompt(BASE, "q?", [], style="documents")
+    assert system == "Answer the question briefly, using the context."
+    assert prompt == "Context:\n(no context found)\n\nQuestion: q?\nAnswer:" and stop == ("\nQuestion:", "\n\n\n")
