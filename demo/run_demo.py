@@ -13,6 +13,8 @@ import psycopg
 
 KNOWLEDGE = pathlib.Path(__file__).parent / "knowledge"
 QUESTION = "How do I rotate the witness log?"
+# A question demo/knowledge does not answer: ruvllm says so instead of inventing an answer.
+UNANSWERABLE = "Who wrote the opera Carmen?"
 
 
 def has_function(conn, name):
@@ -38,22 +40,35 @@ def ask(conn, question):
         print(f"\nSELECT ruvllm_query('{question}');\n")
         result = conn.execute("SELECT ruvllm_query(%s)", (question,)).fetchone()[0]
         print(result["text"])
-        print("\nsources:")
-        for source in result.get("sources", []):
-            print(f"  {source['score']:.3f}  {' '.join(source['excerpt'].split())[:90]}")
+        if result.get("abstained"):
+            print("\n(declined: no memory is relevant enough; nothing was generated)")
+        elif result.get("grounded") is False:
+            print("\n(the model's answer was not supported by its evidence: this is the evidence itself)")
+        sources = result.get("sources", [])
+        if sources:
+            print("\nsources ([n] in the answer is source n):")
+        for n, source in enumerate(sources, start=1):
+            name = conn.execute("SELECT source FROM ruvllm.nodes WHERE id = %s", (source["id"],)).fetchone()
+            print(f"  [{n}] {name[0] if name else ''}  attention {source['score']:.3f}  "
+                  f"{' '.join(source['excerpt'].split())[:70]}...")
+            for span in source.get("evidence", []):
+                print(f"       evidence: {span[:110]}{'...' if len(span) > 110 else ''}")
         routing = result.get("routing", {})
-        print(f"\nrouting: model {routing.get('model')}, context {routing.get('context_size')} tokens, "
-              f"temperature {routing.get('temperature'):.2f}, top_p {routing.get('top_p'):.2f}, "
-              f"confidence {routing.get('confidence'):.2f}"
-              f"{' (safe default: the router is not trained yet)' if routing.get('used_default') else ''}")
+        if routing.get("model"):
+            print(f"\nrouting: model {routing['model']}, context {routing.get('context_size')} tokens, "
+                  f"temperature {routing.get('temperature'):.2f}, top_p {routing.get('top_p'):.2f}, "
+                  f"confidence {routing.get('confidence'):.2f}"
+                  f"{' (safe default: the router is not trained yet)' if routing.get('used_default') else ''}")
+        print(f"confidence {result['confidence']:.2f}, grounded {result.get('grounded')}, "
+              f"abstained {result.get('abstained')}")
         print("latency_ms:", json.dumps(result.get("latency_ms", {})))
         conn.execute("SELECT ruvllm_witness_flush()")
         row = conn.execute(
-            "SELECT model, total_ms, cardinality(context_node_ids), tableoid::regclass FROM ruvllm.witness "
-            "WHERE request_id = %s", (result["request_id"],)).fetchone()
+            "SELECT model, total_ms, cardinality(context_node_ids), tableoid::regclass, prompt_tokens, "
+            "completion_tokens FROM ruvllm.witness WHERE request_id = %s", (result["request_id"],)).fetchone()
         if row:
             print(f"witness: request {result['request_id']} in {row[3]}: model {row[0]}, "
-                  f"{row[1]:.0f} ms, {row[2]} context nodes")
+                  f"{row[1]:.0f} ms, {row[2]} context nodes, {row[4]} prompt tokens, {row[5]} generated")
     else:
         # Until ruvllm_query lands: the two halves it will join, memory search and generation.
         print(f"\nSELECT * FROM ruvllm_search('{question}', 3, 1);\n")
@@ -75,6 +90,8 @@ def main():
     parser.add_argument("--dbname", default="ruvllm")
     parser.add_argument("--user", default="postgres")
     parser.add_argument("--question", default=QUESTION)
+    parser.add_argument("--unanswerable", default=UNANSWERABLE,
+                        help="a second question, one memory cannot answer ('' to skip it)")
     args = parser.parse_args()
     with psycopg.connect(host=args.host, port=args.port, dbname=args.dbname, user=args.user,
                          autocommit=True) as conn:
@@ -84,6 +101,8 @@ def main():
         print(f"ruvllm {version[0]} on {conn.execute('SHOW server_version').fetchone()[0]}")
         load_knowledge(conn)
         ask(conn, args.question)
+        if args.unanswerable and has_function(conn, "ruvllm_query"):
+            ask(conn, args.unanswerable)
 
 
 if __name__ == "__main__":

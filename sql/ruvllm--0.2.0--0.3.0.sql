@@ -634,11 +634,11 @@ COMMENT ON FUNCTION public.ruvllm_register_model(text, text, text, text, integer
     'Adds or replaces a model in the pool. The file must exist and be a GGUF file; without sha256 its checksum is computed now, with one it must match. prompt_style extractive registers a tier without a file (path and sha256 NULL).';
 
 ALTER TABLE ruvllm.witness ADD COLUMN grounded boolean;
-ALTER TABLE ruvllm.witness ADD COLUMN abstained boolean NOT NULL DEFAULT false;
+ALTER TABLE ruvllm.witness ADD COLUMN abstained boolean DEFAULT false;
 ALTER TABLE ruvllm.witness_archive ADD COLUMN grounded boolean;
-ALTER TABLE ruvllm.witness_archive ADD COLUMN abstained boolean NOT NULL DEFAULT false;
+ALTER TABLE ruvllm.witness_archive ADD COLUMN abstained boolean DEFAULT false;
 COMMENT ON COLUMN ruvllm.witness.grounded IS 'Whether the model''s answer was supported by its evidence (grounding check); false: the answer returned is the extractive one. NULL when not checked (ruvllm.answer_style = documents, abstentions).';
-COMMENT ON COLUMN ruvllm.witness.abstained IS 'Whether the answer was "Not found in memory." (no memory relevant enough; nothing generated).';
+COMMENT ON COLUMN ruvllm.witness.abstained IS 'Whether the answer was "Not found in memory." (no memory relevant enough; nothing generated). NULL in rows written without it (before 0.3.0''s pipeline).';
 
 CREATE OR REPLACE VIEW ruvllm.requests AS
 SELECT w.request_id, w.created_at, w.tenant, w.session_id, w.query, w.response, w.model,
@@ -699,3 +699,6 @@ BEGIN
     RETURN NEW;
 END
 $$;
+
+COMMENT ON FUNCTION public.ruvllm_query(text, text, jsonb) IS
+    'Answers a question from memory with a routed local model, or the extractive tier, from the evidence spans of memory: {request_id, text (citations [n] refer to sources[n-1]), confidence, grounded, abstained, sources, routing, latency_ms, cache_hit}; "Not found in memory." when nothing in memory is relevant enough. Constraints: max_tokens, temperature, top_p, max_latency_ms, model. Every call, failed ones included, leaves a row in ruvllm.witness.';

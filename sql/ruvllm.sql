@@ -628,7 +628,7 @@ CREATE TABLE ruvllm.witness (
     created_at          timestamptz NOT NULL DEFAULT now(),
     prompt_cached_tokens integer,
     grounded            boolean,
-    abstained           boolean NOT NULL DEFAULT false
+    abstained           boolean DEFAULT false
 ) PARTITION BY RANGE (created_at);
 COMMENT ON TABLE ruvllm.witness IS 'Audit log: one row per ruvllm_query call, success or failure, written by the witness writer outside the caller''s transaction. Partitioned by day on created_at.';
 COMMENT ON COLUMN ruvllm.witness.request_id IS 'The request_id ruvllm_query returned.';
@@ -671,7 +671,7 @@ COMMENT ON COLUMN ruvllm.witness.error IS 'Error message of a failed call (NULL 
 COMMENT ON COLUMN ruvllm.witness.error_sqlstate IS 'SQLSTATE of the error of a failed call.';
 COMMENT ON COLUMN ruvllm.witness.created_at IS 'When the call started; the partition key.';
 COMMENT ON COLUMN ruvllm.witness.grounded IS 'Whether the model''s answer was supported by its evidence (grounding check); false: the answer returned is the extractive one. NULL when not checked (ruvllm.answer_style = documents, abstentions).';
-COMMENT ON COLUMN ruvllm.witness.abstained IS 'Whether the answer was "Not found in memory." (no memory relevant enough; nothing generated).';
+COMMENT ON COLUMN ruvllm.witness.abstained IS 'Whether the answer was "Not found in memory." (no memory relevant enough; nothing generated). NULL in rows written without it (before 0.3.0''s pipeline).';
 
 -- Keys and indexes are each partition's own, not the partitioned table's: the table is an
 -- extension member and the daily partitions are not, and pg_dump cannot restore partitions whose
@@ -944,7 +944,7 @@ from ruvllm import query as pipeline, sqlglue
 return json.dumps(sqlglue.call(plpy, pipeline.run, plpy, query, session_id, constraints))
 $$;
 COMMENT ON FUNCTION public.ruvllm_query(text, text, jsonb) IS
-    'Answers a question from memory with a routed local model: {request_id, text, confidence, sources, routing, latency_ms, cache_hit}. Constraints: max_tokens, temperature, top_p, max_latency_ms, model. Every call, failed ones included, leaves a row in ruvllm.witness.';
+    'Answers a question from memory with a routed local model, or the extractive tier, from the evidence spans of memory: {request_id, text (citations [n] refer to sources[n-1]), confidence, grounded, abstained, sources, routing, latency_ms, cache_hit}; "Not found in memory." when nothing in memory is relevant enough. Constraints: max_tokens, temperature, top_p, max_latency_ms, model. Every call, failed ones included, leaves a row in ruvllm.witness.';
 
 CREATE FUNCTION public.ruvllm_query_row(query text, session_id text DEFAULT NULL, constraints jsonb DEFAULT '{}')
 RETURNS TABLE (request_id uuid, answer text, confidence real, model text, context_size integer,

@@ -142,7 +142,7 @@ def instant_loop(plpy):
                top_p, generation_ms, completion_tokens, rating, grounded
           FROM ruvllm.witness
          WHERE quality IS NULL AND error IS NULL AND NOT cache_hit AND response IS NOT NULL
-           AND NOT abstained
+           AND abstained IS NOT TRUE
          ORDER BY created_at LIMIT $1""", ["int"]), [limit])
     if not rows:
         return {"judged": 0}
@@ -248,7 +248,7 @@ def _training_rows(plpy):
                NULL::text AS oracle
           FROM ruvllm.witness w LEFT JOIN ruvllm.models m ON m.name = w.model
          WHERE w.created_at > pg_catalog.now() - interval '1 day' AND w.quality IS NOT NULL
-           AND w.features IS NOT NULL AND NOT w.cache_hit AND w.error IS NULL AND NOT w.abstained""")
+           AND w.features IS NOT NULL AND NOT w.cache_hit AND w.error IS NULL AND w.abstained IS NOT TRUE""")
     seen, out = set(), []
     for r in list(replay) + list(recent):
         if r["rid"] in seen or not r["features"] or len(r["features"]) != 128:
@@ -422,7 +422,7 @@ def oracle_loop(plpy):
                features, context_size, temperature, top_p
           FROM ruvllm.witness
          WHERE features IS NOT NULL AND error IS NULL AND NOT cache_hit AND response IS NOT NULL
-           AND NOT abstained
+           AND abstained IS NOT TRUE
          ORDER BY pg_catalog.random() LIMIT $1""", ["int"]), [ORACLE_SAMPLE])
     if not sample or not names:
         return {"labelled": 0, "models": names}

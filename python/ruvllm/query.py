@@ -145,7 +145,8 @@ def validate(plpy, req):
             hint="Shorten the query (an admin may raise ruvllm.max_query_tokens).")
     req.pool = models.Pool.load(plpy)
     if "model" in req.constraints:
-        req.pool.row(req.constraints["model"])  # unknown or disabled: rejected before any work
+        # Unknown, disabled or its file changed: rejected before any work (an abstention too).
+        req.pool.spec(req.constraints["model"])
 
 
 def load_session(plpy, req):

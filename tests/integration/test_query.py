@@ -10,12 +10,14 @@ from helpers import ask, scalar, seed, witness_rows
 
 def test_two_queries_are_routed_and_answered_from_memory(db):
     seed(db)
+    # The router's own choice: an explored extractive answer would generate nothing.
+    db.execute("SET ruvllm.explore_rate = 0")
     a = ask(db, "How do I rotate the witness log?")
     b = ask(db, "What is the capital of France?", constraints={"max_tokens": 24})
     for r in (a, b):
         assert r["text"].strip()
         assert r["routing"]["model"] in ("smollm2-135m-instruct", "gemma-3-270m")
-        assert set(r["routing"]["model_probs"]) == {"smollm2-135m-instruct", "gemma-3-270m"}
+        assert set(r["routing"]["model_probs"]) == {"smollm2-135m-instruct", "gemma-3-270m", "extractive"}
         assert abs(sum(r["routing"]["model_probs"].values()) - 1) < 1e-4
         assert r["routing"]["context_size"] in (256, 512, 1024, 2048, 4096)
         assert 0 <= r["routing"]["temperature"] <= 2 and 0 <= r["routing"]["top_p"] <= 1
@@ -44,7 +46,7 @@ def test_row_form_returns_plain_columns(db):
     row = db.execute("SELECT * FROM ruvllm_query_row('What does VACUUM do?')").fetchone()
     cols = [c.name for c in db.execute("SELECT * FROM ruvllm_query_row('What does VACUUM do?')").description]
     assert cols[:4] == ["request_id", "answer", "confidence", "model"]
-    assert row[1] and row[3] in ("smollm2-135m-instruct", "gemma-3-270m")
+    assert row[1] and row[3] in ("smollm2-135m-instruct", "gemma-3-270m", "extractive")
 
 
 def test_route_shows_decision_and_features(db):
@@ -178,7 +180,7 @@ def test_model_constraint_and_pool(db):
     r = ask(db, "The capital of France is", constraints={"model": "gemma-3-270m", "max_tokens": 8,
                                                           "temperature": 0})
     assert r["routing"]["model"] == "gemma-3-270m" and r["routing"]["temperature"] == 0
-    assert scalar(db, "SELECT count(*) FROM ruvllm.models") == 2
+    assert scalar(db, "SELECT count(*) FROM ruvllm.models") == 3   # and the extractive tier
     db.execute("UPDATE ruvllm.models SET enabled = false WHERE name = 'gemma-3-270m'")
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
         ask(db, "hello", constraints={"model": "gemma-3-270m"})
