@@ -1,20 +1,55 @@
 """Fusion of retrieval signals into one ranking (pure: no database, unit-tested on hand-made lists).
 
-Dense (HNSW cosine) and lexical (BM25) hits are fused by reciprocal rank fusion: a node scores
-sum over the lists it is in of 1 / (RRF_K + rank), ranks from 1. RRF needs no calibration between
-a cosine distance and a BM25 score, whose scales differ per query and per corpus.
+Dense (HNSW cosine) and lexical (BM25) hits are fused by a convex combination of normalised scores
+(`convex`): DENSE_WEIGHT x the cosine similarity min-max scaled over the candidates + (1 -
+DENSE_WEIGHT) x the BM25 score over the best BM25 score of the query. Every candidate has both: a
+lexical-only hit's cosine similarity is computed from its embedding, and a node the lexical list
+did not find scores 0 there.
+
+Reciprocal rank fusion (`rrf`, k = 60) was the first choice and is kept for comparison: it lost
+exactly the case hybrid search is for. A code like ERR-7731-XQ that only one passage contains is
+lexical rank 1 (1/61) but missing from the dense top; passages that both lists rank 2nd-3rd (on
+common words like "error" and "code") score 1/62 + 1/63 and push it out of the top 3, in every
+configuration of k, since RRF sees ranks and not that the BM25 score of the rank-1 passage was five
+times the next one's (tests/integration/test_retrieval.py has the case).
 
 Graph neighbours of the fused hits then compete for the same ranking: a neighbour reached over an
-edge scores parent score x edge weight (clamped to [0, 1]) x GRAPH_DAMPING, or its own RRF score
-when a list also found it and that is higher; over several paths the best one counts. With RRF_K = 60 the top ranks
-of one list score 1/61 .. 1/70 and a node both lists rank first 2/61, so with GRAPH_DAMPING = 0.5 a
-full-weight neighbour of a hit both lists agree on scores like the top hit of a single list and
-enters the top k, while a neighbour of a hit only one list found (1/61 x 0.5, the score of rank 61)
-does not push out a hit.
+edge scores parent score x edge weight (clamped to [0, 1]) x GRAPH_DAMPING, or its own fused score
+when a list also found it and that is higher; over several paths the best one counts. A full-weight
+(Follows) neighbour of the best hit (score ~1) scores ~0.5 and enters the top k above the weaker
+hits; a neighbour of a weak hit does not.
 """
 
-RRF_K = 60
+DENSE_WEIGHT = 0.5
 GRAPH_DAMPING = 0.5
+RRF_K = 60
+
+
+def convex(similarities, lexical_scores, dense_weight=DENSE_WEIGHT):
+    """{id: fused score in [0, 1]}. similarities: {id: cosine similarity} of every candidate;
+    lexical_scores: {id: BM25 score} of the lexical hits (the others score 0 there). With one
+    signal only (the other dict empty), that signal alone, normalised the same way."""
+    if not similarities and not lexical_scores:
+        return {}
+    ids = set(similarities) | set(lexical_scores)
+    dense = _min_max(similarities)
+    best = max(lexical_scores.values(), default=0.0)
+    lex = {node: (score / best if best > 0 else 0.0) for node, score in lexical_scores.items()}
+    if not lexical_scores:
+        return {node: dense.get(node, 0.0) for node in ids}
+    if not similarities:
+        return {node: lex.get(node, 0.0) for node in ids}
+    return {node: dense_weight * dense.get(node, 0.0) + (1 - dense_weight) * lex.get(node, 0.0)
+            for node in ids}
+
+
+def _min_max(scores):
+    if not scores:
+        return {}
+    lo, hi = min(scores.values()), max(scores.values())
+    if hi - lo <= 1e-12:
+        return {node: 1.0 for node in scores}
+    return {node: (s - lo) / (hi - lo) for node, s in scores.items()}
 
 
 def rrf(ranked_lists, k=RRF_K):

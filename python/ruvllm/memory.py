@@ -1,5 +1,5 @@
 """Memory: ingestion into ruvllm.nodes + the AGE graph, and retrieval: dense (HNSW) and lexical
-(BM25, lexical.py) hits fused by reciprocal rank, then graph neighbours ranked with them
+(BM25, lexical.py) hits fused by normalised scores, then graph neighbours ranked with them
 (fusion.py), all under the caller's filter and tenant.
 
 Every statement is a prepared plan with parameters; no value is ever pasted into SQL or Cypher.
@@ -263,7 +263,7 @@ def link(plpy, src, dst, rel, weight):
 MODES = ("hybrid", "dense", "lexical")
 FILTER_KEYS = ("since", "until", "source", "node_type", "metadata")
 # Each ranked list is read this deep before fusion: a node ranked 15th by one list and 3rd by the
-# other outranks one that a single list ranks 2nd.
+# other may outrank one that a single list ranks 2nd.
 MIN_CANDIDATES = 20
 
 
@@ -420,7 +420,14 @@ def search_vector(plpy, query_vec, k=10, hops=2, tenant=None, query=None, mode="
         rows[r["id"]]["dense_rank"] = i
     for i, r in enumerate(lexical_hits, start=1):
         rows[r["id"]].update(lexical_rank=i, lexical_score=float(r["lexical_score"]))
-    own = fusion.rrf([[r["id"] for r in dense], [r["id"] for r in lexical_hits]])
+    if mode == "dense":
+        own = fusion.convex({r["id"]: 1.0 - float(r["distance"]) for r in dense}, {})
+    elif mode == "lexical":
+        own = fusion.convex({}, {r["id"]: float(r["lexical_score"]) for r in lexical_hits})
+    else:
+        # Every candidate's true cosine similarity, lexical-only hits' too.
+        own = fusion.convex({r["id"]: 1.0 - float(r["distance"]) for r in found},
+                            {r["id"]: float(r["lexical_score"]) for r in lexical_hits})
     seeds = fusion.top(own, k)
     results = {node: rows[node] for node in seeds}
     for node in seeds:
