@@ -376,13 +376,13 @@ def candidates_sql(mode):
 _CANDIDATE_TYPES = ["text", "text", "int", "text", "int"] + FILTER_TYPES
 
 
-def _set_search_params(plpy, k):
+def _set_search_params(plpy, depth):
     ef = int(setting(plpy, "ruvllm.ef_search"))
     # Local to the transaction; pgvector 0.8's iterative scan keeps k rows under the tenant filter.
     plpy.execute(_plan(plpy, "ef", """
         SELECT pg_catalog.set_config('hnsw.ef_search', $1, true),
                pg_catalog.set_config('hnsw.iterative_scan', 'relaxed_order', true)""", ["text"]),
-                 [str(max(ef, k))])
+                 [str(max(ef, depth))])
 
 
 def _row(r, hop=0, via_rel=None, via_node=None, edge_weight=None):
@@ -408,8 +408,8 @@ def search_vector(plpy, query_vec, k=10, hops=2, tenant=None, query=None, mode="
     params = check_filter(filter)
     tenant = tenancy.current(plpy) if tenant is None else tenant
     literal = vector_literal(query_vec)
-    _set_search_params(plpy, k)
     depth = k if mode == "dense" else max(2 * k, MIN_CANDIDATES)
+    _set_search_params(plpy, depth)
     found = plpy.execute(_plan(plpy, "candidates:" + mode, candidates_sql(mode), _CANDIDATE_TYPES),
                          [literal, tenant, depth, query or "", depth, *params])
     rows = {r["id"]: _row(r) for r in found}
