@@ -14,26 +14,26 @@ words, the GIN probe uses only the rarest terms whose documents fit PROBE_DOCS (
 one); every query term still counts in the score of the nodes found. At most MAX_TERMS terms (the
 rarest) are used.
 
-The statement is in LEXICAL_CTES: CTEs over $2 (tenant) and $4 (question), the filter on alias n,
-and $5 (how many hits), meant to be joined into one candidate statement (memory.py).
+lexical_ctes gives the statement as CTEs over $2 (tenant) and $3 (question) and the filter on
+alias n, to be joined into one candidate statement (memory.py).
 """
 
 K1 = 1.2
 B = 0.75
 MAX_TERMS = 64
-PROBE_DOCS = 2000      # documents the probe terms may match together (document frequencies)
-MATCH_LIMIT = 4000     # nodes scored at most (the statistics may lag the table)
+PROBE_DOCS = 1000      # documents the probe terms may match together (document frequencies)
+MATCH_LIMIT = 2000     # nodes scored at most (the statistics may lag the table)
 CONFIG = "english"
 
 
-def lexical_ctes(filter_sql):
-    """The CTEs `terms ... lexical` (id, score), best first, for one candidate statement.
+def lexical_ctes(filter_sql, depth):
+    """The CTEs `terms ... lexical` (id, score), the depth best, for one candidate statement.
     filter_sql is memory's fixed filter text on alias n (no input in it)."""
     return f"""
     terms AS (
         SELECT t.lexeme, GREATEST(COALESCE(sum(s.docs), 0), 0)::float8 AS df
           FROM unnest(pg_catalog.tsvector_to_array(
-                   pg_catalog.to_tsvector('{CONFIG}'::regconfig, $4::text))) AS t(lexeme)
+                   pg_catalog.to_tsvector('{CONFIG}'::regconfig, $3::text))) AS t(lexeme)
           LEFT JOIN ruvllm.lexical_stats s ON s.tenant = $2 AND s.lexeme = t.lexeme
          GROUP BY t.lexeme
          ORDER BY 2, 1
@@ -55,18 +55,24 @@ def lexical_ctes(filter_sql):
         SELECT n.id, n.lexemes FROM ruvllm.nodes n, probe
          WHERE n.tenant = $2 AND n.lexemes OPERATOR(pg_catalog.@@) probe.q {filter_sql}
          LIMIT {MATCH_LIMIT}
+    ), query_lexemes AS (
+        SELECT pg_catalog.array_agg(lexeme) AS lexemes FROM weighted
     ), lexical AS (
+        -- Each node's query terms alone, with their positions (tf): marked with weight A and
+        -- kept by ts_filter, in C, instead of unnesting every lexeme of the node.
         SELECT m.id,
                sum(w.idf * (tf.n * {K1 + 1}) / (tf.n + {K1} * (1 - {B} + {B} * pg_catalog.length(m.lexemes) / c.avgdl)))
                    AS score
           FROM matched m
-         CROSS JOIN LATERAL pg_catalog.unnest(m.lexemes) AS u
+         CROSS JOIN query_lexemes q
+         CROSS JOIN LATERAL pg_catalog.unnest(pg_catalog.ts_filter(
+                   pg_catalog.setweight(pg_catalog.setweight(m.lexemes, 'D'), 'A', q.lexemes), '{{a}}')) AS u
          CROSS JOIN LATERAL (SELECT COALESCE(pg_catalog.cardinality(u.positions), 1)::float8 AS n) tf
           JOIN weighted w ON w.lexeme = u.lexeme
          CROSS JOIN corpus c
          GROUP BY m.id
          ORDER BY 2 DESC, 1
-         LIMIT $5
+         LIMIT {int(depth)}
     )"""
 
 
