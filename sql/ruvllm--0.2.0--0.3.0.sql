@@ -702,3 +702,101 @@ $$;
 
 COMMENT ON FUNCTION public.ruvllm_query(text, text, jsonb) IS
     'Answers a question from memory with a routed local model, or the extractive tier, from the evidence spans of memory: {request_id, text (citations [n] refer to sources[n-1]), confidence, grounded, abstained, sources, routing, latency_ms, cache_hit}; "Not found in memory." when nothing in memory is relevant enough. Constraints: max_tokens, temperature, top_p, max_latency_ms, model. Every call, failed ones included, leaves a row in ruvllm.witness.';
+------------------------------------------------------------------------------------------------
+-- Retrieval that finds the evidence (issue 15): lexical search (a generated tsvector with a GIN
+-- index, BM25 statistics per tenant), and ruvllm_search with a mode and a filter.
+------------------------------------------------------------------------------------------------
+
+-- Adding a stored generated column rewrites ruvllm.nodes (and rebuilds its indexes, the HNSW one
+-- included): the existing nodes get their lexemes here.
+ALTER TABLE ruvllm.nodes ADD COLUMN
+    -- A fixed configuration: a generated column needs an immutable expression.
+    lexemes       tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED;
+COMMENT ON COLUMN ruvllm.nodes.metadata IS 'timestamp (ISO 8601, stored in UTC; what ruvllm_search''s since/until filter on), speaker, author, tags, domain, version (bumped when a near-duplicate merges in), confidence; other keys kept as given.';
+COMMENT ON COLUMN ruvllm.nodes.lexemes IS 'Full-text lexemes of content (text search configuration english), generated; lexical search reads them through the GIN index nodes_lexemes.';
+CREATE INDEX nodes_lexemes ON ruvllm.nodes USING gin (lexemes);
+
+-- BM25 needs each query term's document frequency in the tenant's memory. Ingestion appends
+-- (tenant, lexeme, +docs) rows here instead of updating one counter per lexeme, so concurrent
+-- ingests never wait on (or deadlock over) shared counter rows; a search sums the rows of its
+-- terms, and the deep loop rebuilds the table from ruvllm.nodes (one row per lexeme again),
+-- which also accounts for nodes the loops deleted.
+CREATE TABLE ruvllm.lexical_stats (
+    tenant   text NOT NULL,
+    lexeme   text NOT NULL,
+    docs     bigint NOT NULL,
+    lexemes  bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX lexical_stats_lexeme ON ruvllm.lexical_stats (tenant, lexeme);
+COMMENT ON TABLE ruvllm.lexical_stats IS
+    'Document frequencies for lexical (BM25) search, per tenant, as rows to be summed: ingestion appends, the deep loop rebuilds from ruvllm.nodes.';
+COMMENT ON COLUMN ruvllm.lexical_stats.tenant IS 'Tenant whose memory is counted.';
+COMMENT ON COLUMN ruvllm.lexical_stats.lexeme IS 'The lexeme; the empty string is the row counting documents and their lengths.';
+COMMENT ON COLUMN ruvllm.lexical_stats.docs IS 'How many nodes contain the lexeme (for lexeme '''': how many nodes).';
+COMMENT ON COLUMN ruvllm.lexical_stats.lexemes IS 'For lexeme '''': the nodes'' distinct lexemes, summed (BM25 length normalisation); 0 otherwise.';
+
+CREATE FUNCTION ruvllm._rebuild_lexical_stats() RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- One statement, one snapshot: rows of ingests that commit meanwhile are neither deleted nor
+    -- counted again.
+    WITH gone AS (DELETE FROM ruvllm.lexical_stats RETURNING 1),
+    made AS (
+        INSERT INTO ruvllm.lexical_stats (tenant, lexeme, docs, lexemes)
+        SELECT tenant, '', count(*), sum(length(lexemes)) FROM ruvllm.nodes GROUP BY tenant
+        UNION ALL
+        SELECT n.tenant, l.lexeme, count(*), 0
+          FROM ruvllm.nodes n, unnest(tsvector_to_array(n.lexemes)) AS l(lexeme)
+         GROUP BY n.tenant, l.lexeme
+        RETURNING 1)
+    SELECT count(*) FROM made;
+$$;
+COMMENT ON FUNCTION ruvllm._rebuild_lexical_stats() IS
+    'Rebuilds ruvllm.lexical_stats from ruvllm.nodes (the deep loop runs it); returns the rows written (internal).';
+
+ALTER TABLE ruvllm.lexical_stats ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_rows ON ruvllm.lexical_stats
+    USING (tenant = (SELECT public.ruvllm_current_tenant()))
+    WITH CHECK (tenant = (SELECT public.ruvllm_current_tenant()));
+CREATE POLICY admin_rows ON ruvllm.lexical_stats TO ruvllm_admin USING (true) WITH CHECK (true);
+COMMENT ON POLICY tenant_rows ON ruvllm.lexical_stats IS 'Term statistics of the session''s tenant only: no tenant learns how often a word occurs in another''s memory.';
+COMMENT ON POLICY admin_rows ON ruvllm.lexical_stats IS 'ruvllm_admin sees every tenant''s term statistics.';
+
+GRANT SELECT, INSERT ON ruvllm.lexical_stats TO ruvllm_user;
+GRANT ALL ON ruvllm.lexical_stats TO ruvllm_admin;
+REVOKE ALL ON FUNCTION ruvllm._rebuild_lexical_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ruvllm._rebuild_lexical_stats() TO ruvllm_admin;
+-- Dumped with the nodes it counts (a restore loads both; nothing recounts at restore).
+SELECT pg_catalog.pg_extension_config_dump('ruvllm.lexical_stats', '');
+-- The upgraded database's nodes, counted.
+SELECT ruvllm._rebuild_lexical_stats();
+
+-- ruvllm_search gains mode and filter (the old calls, positional (q), (q, k), (q, k, hops), resolve
+-- to the new function through its defaults), and new columns: dropped and made again. A user's
+-- view or function that names the old signature must be dropped first (DROP fails, naming it).
+DROP FUNCTION public.ruvllm_search(text, integer, integer);
+CREATE FUNCTION public.ruvllm_search(query text, k integer DEFAULT 10, hops integer DEFAULT 2,
+                                     mode text DEFAULT 'hybrid', filter jsonb DEFAULT '{}')
+RETURNS TABLE (id uuid, content text, node_type text, source text, distance real, hop integer,
+               via_rel text, via_node uuid, edge_weight real, similarity real, dense_rank integer,
+               lexical_score real, lexical_rank integer, score real, rank integer, metadata jsonb,
+               created_at timestamptz)
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json
+from ruvllm import memory, sqlglue
+rows = sqlglue.call(plpy, memory.search, plpy, query, k, hops, mode, filter)
+return [(r["id"], r["content"], r["node_type"], r["source"], r["distance"], r["hop"],
+         r["via_rel"], r["via_node"], r["edge_weight"], r["similarity"], r["dense_rank"],
+         r["lexical_score"], r["lexical_rank"], r["score"], r["rank"], json.dumps(r["metadata"]),
+         r["created_at"]) for r in rows]
+$$;
+COMMENT ON FUNCTION public.ruvllm_search(text, integer, integer, text, jsonb) IS
+    'Memory search in the session''s tenant: mode hybrid (default; HNSW and BM25 lexical hits fused by reciprocal rank), dense or lexical; the k best hits and their graph neighbours up to hops edges away, ranked together (score, rank), with each row''s signals; filter: since, until, source, node_type, metadata.';
+
+REVOKE ALL ON FUNCTION public.ruvllm_search(text, integer, integer, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.ruvllm_search(text, integer, integer, text, jsonb) TO ruvllm_admin;
+GRANT EXECUTE ON FUNCTION public.ruvllm_search(text, integer, integer, text, jsonb) TO ruvllm_user;

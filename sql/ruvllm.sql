@@ -328,7 +328,9 @@ CREATE TABLE ruvllm.nodes (
     graph_id      ag_catalog.graphid NOT NULL UNIQUE,
     minhash_bands bigint[] NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now(),
-    last_accessed timestamptz
+    last_accessed timestamptz,
+    -- A fixed configuration: a generated column needs an immutable expression.
+    lexemes       tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED
 );
 COMMENT ON TABLE ruvllm.nodes IS
     'Memory: one row per piece of knowledge, with its all-MiniLM-L6-v2 embedding; edges live in the AGE graph ruvllm_graph.';
@@ -338,11 +340,12 @@ COMMENT ON COLUMN ruvllm.nodes.content IS 'The text (a chunk of at most ~180 wor
 COMMENT ON COLUMN ruvllm.nodes.node_type IS 'Query, Document, AgentStep, Fact, QAPair or Concept.';
 COMMENT ON COLUMN ruvllm.nodes.source IS 'Where the content came from (a URL, a file name, a request id).';
 COMMENT ON COLUMN ruvllm.nodes.tenant IS 'Owning tenant (ruvllm.tenant at ingestion; empty for none).';
-COMMENT ON COLUMN ruvllm.nodes.metadata IS 'timestamp, tags, domain, version (bumped when a near-duplicate merges in), confidence; other keys kept as given.';
+COMMENT ON COLUMN ruvllm.nodes.metadata IS 'timestamp (ISO 8601, stored in UTC; what ruvllm_search''s since/until filter on), speaker, author, tags, domain, version (bumped when a near-duplicate merges in), confidence; other keys kept as given.';
 COMMENT ON COLUMN ruvllm.nodes.graph_id IS 'Id of the node''s vertex in ruvllm_graph."Node".';
 COMMENT ON COLUMN ruvllm.nodes.minhash_bands IS 'LSH bands of the content''s MinHash signature: rows sharing a band are near-duplicate candidates.';
 COMMENT ON COLUMN ruvllm.nodes.created_at IS 'When the node was first stored.';
 COMMENT ON COLUMN ruvllm.nodes.last_accessed IS 'When a search last returned the node, as of the last deep-loop run (searches record accesses in ruvllm.node_access).';
+COMMENT ON COLUMN ruvllm.nodes.lexemes IS 'Full-text lexemes of content (text search configuration english), generated; lexical search reads them through the GIN index nodes_lexemes.';
 
 -- Searches record what they returned here, not in ruvllm.nodes: a non-HOT update of a nodes row
 -- inserts into its HNSW index again (a full ef_construction search), which made search + 2 hops
@@ -361,6 +364,46 @@ CREATE INDEX nodes_embedding_hnsw ON ruvllm.nodes
     USING hnsw (embedding vector_cosine_ops) WITH (m = 32, ef_construction = 200);
 CREATE INDEX nodes_minhash_bands ON ruvllm.nodes USING gin (minhash_bands);
 CREATE INDEX nodes_tenant ON ruvllm.nodes (tenant);
+CREATE INDEX nodes_lexemes ON ruvllm.nodes USING gin (lexemes);
+
+-- BM25 needs each query term's document frequency in the tenant's memory. Ingestion appends
+-- (tenant, lexeme, +docs) rows here instead of updating one counter per lexeme, so concurrent
+-- ingests never wait on (or deadlock over) shared counter rows; a search sums the rows of its
+-- terms, and the deep loop rebuilds the table from ruvllm.nodes (one row per lexeme again),
+-- which also accounts for nodes the loops deleted.
+CREATE TABLE ruvllm.lexical_stats (
+    tenant   text NOT NULL,
+    lexeme   text NOT NULL,
+    docs     bigint NOT NULL,
+    lexemes  bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX lexical_stats_lexeme ON ruvllm.lexical_stats (tenant, lexeme);
+COMMENT ON TABLE ruvllm.lexical_stats IS
+    'Document frequencies for lexical (BM25) search, per tenant, as rows to be summed: ingestion appends, the deep loop rebuilds from ruvllm.nodes.';
+COMMENT ON COLUMN ruvllm.lexical_stats.tenant IS 'Tenant whose memory is counted.';
+COMMENT ON COLUMN ruvllm.lexical_stats.lexeme IS 'The lexeme; the empty string is the row counting documents and their lengths.';
+COMMENT ON COLUMN ruvllm.lexical_stats.docs IS 'How many nodes contain the lexeme (for lexeme '''': how many nodes).';
+COMMENT ON COLUMN ruvllm.lexical_stats.lexemes IS 'For lexeme '''': the nodes'' distinct lexemes, summed (BM25 length normalisation); 0 otherwise.';
+
+CREATE FUNCTION ruvllm._rebuild_lexical_stats() RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- One statement, one snapshot: rows of ingests that commit meanwhile are neither deleted nor
+    -- counted again.
+    WITH gone AS (DELETE FROM ruvllm.lexical_stats RETURNING 1),
+    made AS (
+        INSERT INTO ruvllm.lexical_stats (tenant, lexeme, docs, lexemes)
+        SELECT tenant, '', count(*), sum(length(lexemes)) FROM ruvllm.nodes GROUP BY tenant
+        UNION ALL
+        SELECT n.tenant, l.lexeme, count(*), 0
+          FROM ruvllm.nodes n, unnest(tsvector_to_array(n.lexemes)) AS l(lexeme)
+         GROUP BY n.tenant, l.lexeme
+        RETURNING 1)
+    SELECT count(*) FROM made;
+$$;
+COMMENT ON FUNCTION ruvllm._rebuild_lexical_stats() IS
+    'Rebuilds ruvllm.lexical_stats from ruvllm.nodes (the deep loop runs it); returns the rows written (internal).';
 
 CREATE FUNCTION public.ruvllm_embed(content text) RETURNS vector(384)
 LANGUAGE plpython3u
@@ -466,20 +509,26 @@ $$;
 COMMENT ON FUNCTION public.ruvllm_link(uuid, uuid, text, real) IS
     'Adds an edge src -> dst to the memory graph; rel is Cites, Follows, SameTopic, AgentStep or Derived.';
 
-CREATE FUNCTION public.ruvllm_search(query text, k integer DEFAULT 10, hops integer DEFAULT 2)
+CREATE FUNCTION public.ruvllm_search(query text, k integer DEFAULT 10, hops integer DEFAULT 2,
+                                     mode text DEFAULT 'hybrid', filter jsonb DEFAULT '{}')
 RETURNS TABLE (id uuid, content text, node_type text, source text, distance real, hop integer,
-               via_rel text, via_node uuid, edge_weight real)
+               via_rel text, via_node uuid, edge_weight real, similarity real, dense_rank integer,
+               lexical_score real, lexical_rank integer, score real, rank integer, metadata jsonb,
+               created_at timestamptz)
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $$
 if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json
 from ruvllm import memory, sqlglue
-rows = sqlglue.call(plpy, memory.search, plpy, query, k, hops)
+rows = sqlglue.call(plpy, memory.search, plpy, query, k, hops, mode, filter)
 return [(r["id"], r["content"], r["node_type"], r["source"], r["distance"], r["hop"],
-         r["via_rel"], r["via_node"], r["edge_weight"]) for r in rows]
+         r["via_rel"], r["via_node"], r["edge_weight"], r["similarity"], r["dense_rank"],
+         r["lexical_score"], r["lexical_rank"], r["score"], r["rank"], json.dumps(r["metadata"]),
+         r["created_at"]) for r in rows]
 $$;
-COMMENT ON FUNCTION public.ruvllm_search(text, integer, integer) IS
-    'The k nearest memory nodes to the query (hop 0, HNSW over cosine distance) and their graph neighbourhood up to hops edges away, with the edge that led to each; only the session''s tenant (ruvllm.tenant) is searched.';
+COMMENT ON FUNCTION public.ruvllm_search(text, integer, integer, text, jsonb) IS
+    'Memory search in the session''s tenant: mode hybrid (default; HNSW and BM25 lexical hits fused by reciprocal rank), dense or lexical; the k best hits and their graph neighbours up to hops edges away, ranked together (score, rank), with each row''s signals; filter: since, until, source, node_type, metadata.';
 
 ------------------------------------------------------------------------------------------------
 -- Models
@@ -1528,7 +1577,7 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY[
         'ruvllm.tenants', 'ruvllm.tenant_roles', 'ruvllm.nodes', 'ruvllm.node_access',
-        'ruvllm.models', 'ruvllm.policies', 'ruvllm.policies_version_seq',
+        'ruvllm.lexical_stats', 'ruvllm.models', 'ruvllm.policies', 'ruvllm.policies_version_seq',
         'ruvllm.witness_default', 'ruvllm.witness_archive',
         'ruvllm.sessions', 'ruvllm.response_cache', 'ruvllm.response_cache_id_seq',
         'ruvllm.loop_runs', 'ruvllm.loop_runs_id_seq', 'ruvllm.replay', 'ruvllm.replay_state',
@@ -1649,6 +1698,14 @@ CREATE POLICY admin_rows ON ruvllm.node_access TO ruvllm_admin USING (true) WITH
 COMMENT ON POLICY tenant_rows ON ruvllm.node_access IS 'Accesses of memory nodes the session may see (row-level security of ruvllm.nodes).';
 COMMENT ON POLICY admin_rows ON ruvllm.node_access IS 'ruvllm_admin sees every tenant''s accesses.';
 
+ALTER TABLE ruvllm.lexical_stats ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_rows ON ruvllm.lexical_stats
+    USING (tenant = (SELECT public.ruvllm_current_tenant()))
+    WITH CHECK (tenant = (SELECT public.ruvllm_current_tenant()));
+CREATE POLICY admin_rows ON ruvllm.lexical_stats TO ruvllm_admin USING (true) WITH CHECK (true);
+COMMENT ON POLICY tenant_rows ON ruvllm.lexical_stats IS 'Term statistics of the session''s tenant only: no tenant learns how often a word occurs in another''s memory.';
+COMMENT ON POLICY admin_rows ON ruvllm.lexical_stats IS 'ruvllm_admin sees every tenant''s term statistics.';
+
 ALTER TABLE ruvllm.witness ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_rows ON ruvllm.witness
     USING (tenant = (SELECT public.ruvllm_current_tenant()))
@@ -1721,7 +1778,7 @@ GRANT EXECUTE ON FUNCTION
     public.ruvllm_embed(text), public.ruvllm_embed(text[]),
     public.ruvllm_ingest(text, text, text, jsonb), public.ruvllm_ingest_many(text[], text, text[], jsonb[]),
     public.ruvllm_ingest_many(jsonb), public.ruvllm_link(uuid, uuid, text, real),
-    public.ruvllm_search(text, integer, integer),
+    public.ruvllm_search(text, integer, integer, text, jsonb),
     public.ruvllm_query(text, text, jsonb), public.ruvllm_query_row(text, text, jsonb),
     public.ruvllm_route(text), public.ruvllm_feedback(uuid, integer, text),
     public.ruvllm_witness_search(text, integer, timestamptz, real),
@@ -1733,6 +1790,7 @@ GRANT EXECUTE ON FUNCTION
     TO ruvllm_user;
 GRANT SELECT, INSERT, UPDATE ON ruvllm.nodes, ruvllm.node_access, ruvllm.sessions,
     ruvllm.response_cache TO ruvllm_user;
+GRANT SELECT, INSERT ON ruvllm.lexical_stats TO ruvllm_user;
 -- The witness log is read-only to users: ruvllm's library writes their rows and their ratings.
 GRANT SELECT ON ruvllm.witness TO ruvllm_user;
 GRANT SELECT ON ruvllm.models, ruvllm.policies, ruvllm.patterns TO ruvllm_user;

@@ -318,6 +318,8 @@ def deep_loop(plpy):
     out.update(_pattern_bank(plpy))
     out.update(_compress_memory(plpy))
     out["retention"] = json.loads(plpy.execute("SELECT public.ruvllm_apply_retention()::text AS r")[0]["r"])
+    # After compression deleted nodes: the term statistics counted again, one row per lexeme.
+    out["lexical_stats_rows"] = plpy.execute("SELECT ruvllm._rebuild_lexical_stats() AS n")[0]["n"]
     return out
 
 

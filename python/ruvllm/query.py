@@ -1,6 +1,6 @@
 """ruvllm_query: the request pipeline, as stages over one Request.
 
-    validate → session → exact cache → embed → semantic cache → retrieve (HNSW + graph hops)
+    validate → session → exact cache → embed → semantic cache → retrieve (HNSW + BM25 + graph)
     → abstain (no memory relevant enough: "Not found in memory.") → route (features → FastGRNN)
     → attend (rank, dedup, the evidence spans within the budget) → generate (a model, or the
     extractive tier's best span) → check (grounding, citations, sources, confidence)
@@ -183,8 +183,11 @@ def semantic_cache(plpy, req):
 
 
 def retrieve(plpy, req):
+    """Hybrid search: dense and lexical hits fused, graph neighbours ranked with them; each row
+    keeps its cosine distance (lexical-only hits too), which confidence and attention read."""
     with req.clock.timed("retrieval"):
-        req.rows = memory.search_vector(plpy, req.vec, req.cfg["k"], QUERY_HOPS, req.tenant)
+        req.rows = memory.search_vector(plpy, req.vec, req.cfg["k"], QUERY_HOPS, req.tenant,
+                                        query=req.query, mode="hybrid")
         req.node_vecs, req.ages = memory.node_vectors(plpy, [r["id"] for r in req.rows])
 
 

@@ -132,7 +132,9 @@ def route(plpy, query):
     cfg = request.settings(plpy)
     pool = models.Pool.load(plpy)
     vec, token_count, _ = embedding.embed_one(query)
-    rows = memory.search_vector(plpy, vec, cfg["k"], request.QUERY_HOPS, tenancy.current(plpy))
+    # The same retrieval ruvllm_query makes, so the features are the ones it would route on.
+    rows = memory.search_vector(plpy, vec, cfg["k"], request.QUERY_HOPS, tenancy.current(plpy),
+                                query=query, mode="hybrid")
     node_vecs, _ages = memory.node_vectors(plpy, [r["id"] for r in rows])
     routing, x, _h = route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg, {},
                                    explore=False)

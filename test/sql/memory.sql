@@ -22,6 +22,11 @@ SELECT ruvllm_ingest('Replication slots keep WAL until standbys consume it.', 'F
 SELECT node_type, source, metadata->'tags' AS tags FROM ruvllm.nodes WHERE source = 'docs/slots';
 SELECT (SELECT count(*) FROM ruvllm.nodes) = (SELECT count(*) FROM ruvllm_graph."Node") AS a_vertex_per_node;
 
+-- Lexical search finds the words of the question; a filter narrows every mode, graph neighbours
+-- included.
+SELECT left(content, 30) AS content, lexical_rank FROM ruvllm_search('dead tuples', 1, 0, 'lexical');
+SELECT count(*) AS facts FROM ruvllm_search('replication', 10, 2, 'hybrid', '{"node_type": "Fact"}');
+
 -- The embedding is 384 numbers of unit length.
 SELECT vector_dims(v) AS dims, round(vector_norm(v)::numeric, 3) AS norm
   FROM ruvllm_embed('How do I back up PostgreSQL?') v;

@@ -59,6 +59,10 @@ def snapshot(conn):
         "search": conn.execute("""SELECT id, hop, via_rel, via_node, round(distance::numeric, 5)
                                     FROM ruvllm_search(%s, 5, 2) ORDER BY hop, distance, id""",
                                (QUESTION,)).fetchall(),
+        # The generated lexemes and the term statistics came back too.
+        "lexical": conn.execute("""SELECT id, round(lexical_score::numeric, 4)
+                                     FROM ruvllm_search('daily partition retention', 5, 0, 'lexical')
+                                    ORDER BY rank""").fetchall(),
     }
     conn.execute("RESET ruvllm.tenant")
     conn.execute("SET search_path = public, ag_catalog")  # graphid's operators
@@ -125,6 +129,7 @@ def source(db, pg):
     assert sum(n for t, n in want["tables"] if t.startswith("ruvllm.witness_p")) == 2
     assert want["decision"]["policy_version"] == 2 and not want["decision"]["used_default"]
     assert any(hop > 0 for _, hop, *_ in want["search"])
+    assert want["lexical"]
     yield want
     for name in ("ruvllm_dump_src", "ruvllm_restored_fc", "ruvllm_restored_sql"):
         db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -157,6 +157,9 @@ def test_an_upgraded_release_matches_a_fresh_install_and_keeps_its_data(db, pg, 
         assert scalar(up, "SELECT query FROM ruvllm.witness WHERE tenant = 'acme'") == "old question"
         assert [r[0] for r in up.execute("SELECT tenant FROM ruvllm.tenants")] == ["acme"]
         assert scalar(up, "SELECT id FROM ruvllm_search('Do upgrades keep memory?', 1, 0)") == node
+        # The nodes stored before the upgrade are in the lexical index and its statistics.
+        assert scalar(up, "SELECT id FROM ruvllm_search('released versions', 1, 0, 'lexical')") == node
+        assert scalar(up, "SELECT sum(docs) FROM ruvllm.lexical_stats WHERE lexeme = 'releas'") == 1
         up.execute("SET ruvllm.tenant = 'acme'")
         assert scalar(up, "SELECT ruvllm_current_tenant()") == "acme"
         assert scalar(up, "SELECT count(*) FROM ruvllm_search('old question')") == 0
