@@ -228,6 +228,9 @@ class Bench:
         conn.execute(LOAD_NODES_SQL, (pgdocs.TENANT,))
         conn.execute(LOAD_EDGES_SQL)
         conn.execute(indexdef)
+        # A build that keeps term statistics for lexical scoring counts the padded rows too.
+        if conn.execute("SELECT to_regprocedure('ruvllm._rebuild_lexical_stats()') IS NOT NULL").fetchone()[0]:
+            conn.execute("SELECT ruvllm._rebuild_lexical_stats()")
         conn.execute("VACUUM ANALYZE ruvllm.nodes")
         for lab in ("Node", "SameTopic", "Follows"):
             conn.execute(f'ANALYZE ruvllm_graph."{lab}"')
@@ -321,11 +324,10 @@ class Bench:
                 cells.append(f"{v['p50']:.1f} | {v['p99']:.1f}" if isinstance(v, dict) else "n/a | n/a")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += ["", "Targets (issue 15):", "", "| target | measured | |", "| --- | --- | --- |"]
-        d, h = self.quality.get("dense h0"), self.quality.get("hybrid h2") or self.quality.get("hybrid h0")
-        h = h if isinstance(h, dict) else (self.quality.get("hybrid h0") if isinstance(self.quality.get("hybrid h0"), dict) else None)
-        if isinstance(d, dict) and isinstance(h, dict):
-            best = max((self.quality[n] for n in ("hybrid h0", "hybrid h2") if isinstance(self.quality.get(n), dict)),
-                       key=lambda x: x["recall"])
+        d = self.quality.get("dense h0")
+        hybrids = [self.quality[n] for n in ("hybrid h0", "hybrid h2") if isinstance(self.quality.get(n), dict)]
+        if isinstance(d, dict) and hybrids:
+            best = max(hybrids, key=lambda x: x["recall"])
             x = best["recall"] / d["recall"] if d["recall"] else float("inf")
             lines.append(f"| hybrid recall@10 ≥ {TARGET_RECALL_X}× dense | {best['recall']:.2f} vs "
                          f"{d['recall']:.2f} ({x:.2f}×) | {'pass' if x >= TARGET_RECALL_X else 'miss'} |")
