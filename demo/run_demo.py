@@ -2,6 +2,11 @@
 
 Runs inside the ruvllm root against the local server (`make up`). It uses the richest pipeline the
 installed extension has: ruvllm_query when it exists, the generation smoke function before that.
+
+`--docs postgres` (`make demo DOCS=postgres`) also loads a slice of the PostgreSQL 17 manual
+(bench/pgdocs.py: the server configuration chapter, vacuuming, backup and WAL, a few commands and
+types; ~540 chunks, 1-3 min the first time, skipped when already loaded), then asks one real
+question of it and prints others to try.
 """
 import argparse
 import json
@@ -15,6 +20,11 @@ KNOWLEDGE = pathlib.Path(__file__).parent / "knowledge"
 QUESTION = "How do I rotate the witness log?"
 # A question demo/knowledge does not answer: ruvllm says so instead of inventing an answer.
 UNANSWERABLE = "Who wrote the opera Carmen?"
+DOCS_PAGES = ("runtime-config,routine-vacuuming,continuous-archiving,backup,wal-,sql-vacuum,"
+              "sql-createindex,indexes-types,datatype-numeric,datatype-character")
+DOCS_QUESTIONS = ("What is the default value of checkpoint_timeout?",
+                  "Which lock does VACUUM FULL take on a table?",
+                  "How much memory may a sort use before it spills to disk, by default?")
 
 
 def has_function(conn, name):
@@ -32,6 +42,27 @@ def load_knowledge(conn):
             "SELECT ruvllm_ingest(%s, 'Document', %s, '{}'::jsonb)",
             (doc.read_text(encoding="utf-8"), f"demo/knowledge/{doc.name}"))
     print(f"knowledge base: {len(docs)} documents ingested in {time.perf_counter() - started:.1f}s")
+
+
+def load_postgres_docs(conn, args):
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
+    import pgdocs
+    have = conn.execute("SELECT count(*) FROM ruvllm.nodes WHERE source LIKE '%%.html#%%'").fetchone()[0]
+    if have:
+        print(f"PostgreSQL manual: {have} chunks already in memory")
+        return
+    if not (pgdocs.MANUAL / "index.html").exists():
+        sys.exit(f"no PostgreSQL manual at {pgdocs.MANUAL} (Debian package postgresql-doc-17)")
+    sections = pgdocs.load_sections(pgdocs.slice_pages(DOCS_PAGES))
+    print(f"PostgreSQL manual: ingesting {len(sections)} sections of {DOCS_PAGES.count(',') + 1} "
+          "chapters (1-3 min)", flush=True)
+
+    def connect():
+        return psycopg.connect(host=args.host, port=args.port, dbname=args.dbname, user=args.user,
+                               autocommit=True)
+    secs = pgdocs.ingest_parallel(connect, sections, jobs=2)
+    n = conn.execute("SELECT count(*) FROM ruvllm.nodes WHERE source LIKE '%%.html#%%'").fetchone()[0]
+    print(f"PostgreSQL manual: {n} chunks ingested in {secs:.0f}s (source = page.html#section)")
 
 
 def ask(conn, question):
@@ -89,9 +120,10 @@ def main():
     parser.add_argument("--port", type=int, default=5433)
     parser.add_argument("--dbname", default="ruvllm")
     parser.add_argument("--user", default="postgres")
-    parser.add_argument("--question", default=QUESTION)
+    parser.add_argument("--question", default=None)
     parser.add_argument("--unanswerable", default=UNANSWERABLE,
                         help="a second question, one memory cannot answer ('' to skip it)")
+    parser.add_argument("--docs", choices=("postgres",), help="also load a slice of the PostgreSQL manual")
     args = parser.parse_args()
     with psycopg.connect(host=args.host, port=args.port, dbname=args.dbname, user=args.user,
                          autocommit=True) as conn:
@@ -100,10 +132,15 @@ def main():
             sys.exit("ruvllm is not installed in this database: run make up")
         print(f"ruvllm {version[0]} on {conn.execute('SHOW server_version').fetchone()[0]}")
         load_knowledge(conn)
-        ask(conn, args.question)
+        if args.docs == "postgres":
+            load_postgres_docs(conn, args)
+        ask(conn, args.question or (DOCS_QUESTIONS[0] if args.docs == "postgres" else QUESTION))
         if args.unanswerable and has_function(conn, "ruvllm_query"):
             ask(conn, args.unanswerable)
-
+        if args.docs == "postgres":
+            print("\nMore questions the manual answers (make psql SQL=\"SELECT ruvllm_query('...')->>'text'\"):")
+            for q in DOCS_QUESTIONS[1:]:
+                print(f"  {q}")
 
 if __name__ == "__main__":
     main()

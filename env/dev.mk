@@ -9,7 +9,7 @@ RUVLLM_PORT := $(PORT)
 endif
 export SQL
 
-.PHONY: env test test-fast demo up down psql conninfo docker-test bench-memory bench-query bench-retention bench-router bench-inference
+.PHONY: env test test-fast demo up down psql conninfo docker-test bench-memory bench-query bench-retention bench-router bench-inference bench-answers bench-retrieval
 env:
 	@MAKE_TARGET=env bash $(ENV_DIR)build-root.sh >/dev/null
 
@@ -74,6 +74,23 @@ bench-query: env
 bench-inference: env
 	@$(ENTER) --layer test -- sh bench/run.sh inference default
 
+# ruvllm_query's answers on the PostgreSQL 17 manual (bench/answers: questions.jsonl, bench/pgdocs.py):
+# today's pipeline against each answer tier and the router, side by side; recorded in
+# bench/RESULTS.md when every question and configuration ran. ARGS go to bench/answers/run.py
+# (--questions N, --configs a,b, --inference server, --chunks N). The ingested slice of the manual
+# is kept in .ruvllm/pgdocs-cache (the first run ingests it, ~5-7 min on 2 shared cores).
+# RUVLLM_BENCH_SCALE=small: 12 + 3 questions, not recorded.
+PGDOCS_CACHE = mkdir -p .ruvllm/pgdocs-cache && chown postgres: .ruvllm/pgdocs-cache
+bench-answers: env
+	@$(ENTER) --layer test -- sh -c '$(PGDOCS_CACHE) && exec sh bench/run.sh --raw answers default -- "$$@"' sh $(ARGS)
+
+# Retrieval on the same slice and the answerable questions (the gold section is the relevant
+# document): recall@10, MRR, nDCG@10 per search mode, and search p50/p99 in the backend at 10K and
+# 100K nodes (the slice padded with synthetic nodes); recorded in bench/RESULTS.md. ARGS go to
+# bench/retrieval/run.py. RUVLLM_BENCH_SCALE=small: 40 questions, 10K only, not recorded.
+bench-retrieval: env
+	@$(ENTER) --layer test -- sh -c '$(PGDOCS_CACHE) && exec sh bench/run.sh --raw retrieval default -- "$$@"' sh $(ARGS)
+
 # Witness-log retention on 1M witness rows over 30 daily partitions: ruvllm_apply_retention with
 # action drop and with archive, against a row-by-row DELETE of the same rows (and its VACUUM), each
 # on its own copy of the data; prints its table and records it in bench/RESULTS.md (~3 min on 2
@@ -106,5 +123,7 @@ bench-router: env
 docker-test:
 	@bash $(ENV_DIR)docker-test.sh
 
+# DOCS=postgres also loads a slice of the PostgreSQL 17 manual (demo/run_demo.py --docs).
+demo: export RUVLLM_DEMO_DOCS = $(DOCS)
 demo: up
 	@$(ENTER) --into-server -- sh env/server.sh demo

@@ -56,7 +56,7 @@ inner_env=(/usr/bin/env -i
     LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 TERM="${TERM:-dumb}"
     CI="${CI:-}" RUVLLM_PORT="${RUVLLM_PORT:-5433}" SQL="${SQL:-}" PGDATA=/var/lib/ruvllm/pgdata)
 # RUVLLM_JAVA_HOME and RUVLLM_JDBC_JAR: a JDK and a JDBC driver jar bound in (see `make test`).
-for var in PYTEST_ADDOPTS RUVLLM_BENCH_SCALE RUVLLM_JAVA_HOME RUVLLM_JDBC_JAR RUVLLM_LOOPS; do
+for var in PYTEST_ADDOPTS RUVLLM_BENCH_SCALE RUVLLM_JAVA_HOME RUVLLM_JDBC_JAR RUVLLM_LOOPS RUVLLM_DEMO_DOCS; do
     [ -n "${!var:-}" ] && inner_env+=("$var=${!var}")
 done
 if [ "$user" = root ]; then

@@ -83,8 +83,9 @@ psql_cmd() {
 }
 
 demo() {
+    # RUVLLM_DEMO_DOCS=postgres (`make demo DOCS=postgres`): also load a slice of the PostgreSQL manual.
     as_postgres python3 /src/demo/run_demo.py --host /var/run/postgresql --port "$(cat /src/.ruvllm/port)" \
-        --dbname "$db"
+        --dbname "$db" ${RUVLLM_DEMO_DOCS:+--docs "$RUVLLM_DEMO_DOCS"}
 }
 
 case ${1:-} in
