@@ -544,18 +544,19 @@ ruvllm_inference_servers(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-PG_FUNCTION_INFO_V1(ruvllm_inference_api_key);
+PGDLLEXPORT const char *ruvllm_inference_credential(void);
 
 /*
- * ruvllm.inference_api_key is hidden from SHOW and pg_settings for all but superusers; the
- * pipeline, which runs as its caller, reads it here to authenticate to a remote server.
+ * ruvllm.inference_api_key is hidden from SHOW and pg_settings for all but superusers, yet the
+ * pipeline runs as its caller and must send it to a remote server. A SQL function returning it
+ * would hand it to every user who can call the pipeline; this entry point is not a SQL function,
+ * so only code running in the backend (the package, through ctypes: python/ruvllm/native.py)
+ * reaches it. NULL when unset.
  */
-Datum
-ruvllm_inference_api_key(PG_FUNCTION_ARGS)
+const char *
+ruvllm_inference_credential(void)
 {
 	const char *key = GetConfigOption("ruvllm.inference_api_key", true, false);
 
-	if (key == NULL || key[0] == '\0')
-		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(key));
+	return (key == NULL || key[0] == '\0') ? NULL : key;
 }

@@ -495,11 +495,6 @@ RETURNS TABLE (server integer, model text, state text, pid integer, port integer
 COMMENT ON FUNCTION ruvllm._inference_servers() IS
     'The supervised inference servers as the supervisor last left them: model file, state (running, restarting, stopped), pid, loopback port, restarts, last error (internal; the pipeline finds its server here).';
 
-CREATE FUNCTION ruvllm._inference_api_key() RETURNS text
-    AS 'MODULE_PATHNAME', 'ruvllm_inference_api_key' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION ruvllm._inference_api_key() IS
-    'ruvllm.inference_api_key, which SHOW hides from all but superusers, for the pipeline''s requests to a remote inference server (internal).';
-
 CREATE FUNCTION ruvllm._inference_slots_busy(port integer) RETURNS integer
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
@@ -555,12 +550,12 @@ return result.text
 $$;
 
 -- In the order a fresh install grants them (the ACLs compare equal only then).
-REVOKE ALL ON FUNCTION ruvllm._inference_servers(), ruvllm._inference_api_key(),
+REVOKE ALL ON FUNCTION ruvllm._inference_servers(),
     ruvllm._inference_slots_busy(integer), public.ruvllm_query_stream(text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.ruvllm_query_stream(text, text, jsonb) TO ruvllm_admin;
-GRANT EXECUTE ON FUNCTION public.ruvllm_query_stream(text, text, jsonb), ruvllm._inference_servers(),
-    ruvllm._inference_api_key() TO ruvllm_user;
-GRANT EXECUTE ON FUNCTION ruvllm._inference_servers(), ruvllm._inference_api_key(),
+GRANT EXECUTE ON FUNCTION public.ruvllm_query_stream(text, text, jsonb), ruvllm._inference_servers()
+    TO ruvllm_user;
+GRANT EXECUTE ON FUNCTION ruvllm._inference_servers(),
     ruvllm._inference_slots_busy(integer) TO ruvllm_admin;
 GRANT ALL ON ruvllm.inference_servers TO ruvllm_admin;
 DO $$

@@ -1514,11 +1514,6 @@ RETURNS TABLE (server integer, model text, state text, pid integer, port integer
 COMMENT ON FUNCTION ruvllm._inference_servers() IS
     'The supervised inference servers as the supervisor last left them: model file, state (running, restarting, stopped), pid, loopback port, restarts, last error (internal; the pipeline finds its server here).';
 
-CREATE FUNCTION ruvllm._inference_api_key() RETURNS text
-    AS 'MODULE_PATHNAME', 'ruvllm_inference_api_key' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION ruvllm._inference_api_key() IS
-    'ruvllm.inference_api_key, which SHOW hides from all but superusers, for the pipeline''s requests to a remote inference server (internal).';
-
 CREATE FUNCTION ruvllm._inference_slots_busy(port integer) RETURNS integer
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
@@ -1786,7 +1781,7 @@ GRANT EXECUTE ON FUNCTION
     ruvllm._python_dir(), ruvllm._library_version(), ruvllm._python_setup(),
     ruvllm._witness_queue_stats(), ruvllm._tenant_lookup(name, text),
     public.ruvllm_query_stream(text, text, jsonb),
-    ruvllm._inference_servers(), ruvllm._inference_api_key()
+    ruvllm._inference_servers()
     TO ruvllm_user;
 GRANT SELECT, INSERT, UPDATE ON ruvllm.nodes, ruvllm.node_access, ruvllm.sessions,
     ruvllm.response_cache TO ruvllm_user;

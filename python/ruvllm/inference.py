@@ -22,7 +22,7 @@ import threading
 import time
 import urllib.parse
 
-from . import errors, generation
+from . import errors, generation, native
 from .sqlglue import planner, seconds, setting
 
 CONNECTION_FAILURE = "08006"
@@ -55,8 +55,8 @@ def backend_for(plpy):
                 "22023", "ruvllm.inference is remote but ruvllm.inference_url is not set",
                 hint="SET ruvllm.inference_url = 'http://host:port' (a llama.cpp server or vLLM), "
                      "or ruvllm.inference = in_process.")
-        key = plpy.execute(_plan(plpy, "key", "SELECT ruvllm._inference_api_key() AS k", []))[0]["k"]
-        return ServerBackend(StaticEndpoints(url), interrupt_check=check, timeout=timeout, api_key=key)
+        return ServerBackend(StaticEndpoints(url), interrupt_check=check, timeout=timeout,
+                             api_key=native.inference_credential(plpy))
     return ServerBackend(SupervisedEndpoints(plpy), interrupt_check=check, timeout=timeout)
 
 
@@ -212,6 +212,12 @@ class ServerBackend(generation.GenerationBackend):
                     text = response.read_all()[:500]
                 finally:
                     response.close()
+                if response.status in (401, 403):
+                    raise errors.RuvllmError(
+                        "28000", f"{self.endpoints.describe(model)} refused the request's credentials "
+                                 f"(HTTP {response.status})",
+                        detail=text.decode("utf-8", "replace"),
+                        hint="A superuser sets ruvllm.inference_api_key to the key the server expects.")
                 raise errors.RuvllmError(
                     SYSTEM_ERROR, f"{self.endpoints.describe(model)} answered HTTP {response.status}",
                     detail=text.decode("utf-8", "replace"),

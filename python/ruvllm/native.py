@@ -1,7 +1,9 @@
-"""The library's C entry points that are not SQL functions (extension/witness_queue.c).
+"""The library's C entry points that are not SQL functions (extension/witness_queue.c,
+extension/inference_server.c).
 
-Witness rows and ratings are written through these, not through SQL a user could call: only code
-running in the backend, as this package does under PL/Python, can reach them. They are found in
+Witness rows and ratings are written, and the remote inference server's credential is read,
+through these, not through SQL a user could call: only code running in the backend, as this
+package does under PL/Python, can reach them. They are found in
 ruvllm.so, which PostgreSQL has loaded into this process with RTLD_GLOBAL, so the process's global
 symbol scope has them; no path is needed, and a library of another version cannot be picked up
 (ruvllm._python_setup has checked the loaded one's version).
@@ -35,7 +37,7 @@ def _library(plpy):
             fn = getattr(process, name)
             fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
             fn.restype = ctypes.c_int
-        for name in ("ruvllm_witness_error", "ruvllm_witness_error_sqlstate"):
+        for name in ("ruvllm_witness_error", "ruvllm_witness_error_sqlstate", "ruvllm_inference_credential"):
             getattr(process, name).argtypes = []
             getattr(process, name).restype = ctypes.c_char_p
         _lib = process
@@ -64,3 +66,9 @@ def rate_witness(plpy, request_id, created_at, rating, correction, quality):
     return _call(plpy, "ruvllm_witness_rate", json.dumps({
         "request_id": str(request_id), "created_at": str(created_at), "rating": rating,
         "correction": correction, "quality": quality}, ensure_ascii=False))
+
+
+def inference_credential(plpy):
+    """ruvllm.inference_api_key (which SHOW hides from all but superusers), or None when unset."""
+    key = _library(plpy).ruvllm_inference_credential()
+    return key.decode("utf-8") if key else None

@@ -309,17 +309,38 @@ def test_remote_mode_against_a_second_server(server, tmp_path):
     port = free_port()
     log = open(tmp_path / "remote.log", "w")
     proc = subprocess.Popen([LLAMA_SERVER, "--model", os.path.join(MODELS_DIR, SMOL_FILE), "--host",
-                             "127.0.0.1", "--port", str(port), "--parallel", "1", "--ctx-size", "2048"],
+                             "127.0.0.1", "--port", str(port), "--parallel", "1", "--ctx-size", "2048",
+                             "--api-key", "remote-secret"],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for("the remote server", lambda: http_json(port, "/health")[0] == 200)
         with server.connect() as conn:
             conn.execute("SET ruvllm.inference = 'remote'")
             conn.execute(f"SET ruvllm.inference_url = 'http://127.0.0.1:{port}/v1'")
-            r = ask(conn, "Who answers this one?", {"max_tokens": 8})
-            assert r["text"].strip()
-            status, metrics = http_json(port, "/slots")
-            assert status == 200 and metrics[0]["n_ctx"] > 0
+            with pytest.raises(psycopg.Error) as e:
+                ask(conn, "Who holds the key?", {"max_tokens": 8})
+            assert e.value.sqlstate == "28000" and "HTTP 401" in str(e.value)
+            assert "ruvllm.inference_api_key" in e.value.diag.message_hint
+            # The key a superuser set is sent for a user's request, and that user has no way to
+            # read it: SHOW refuses, and no function it may call returns it.
+            conn.execute("SET ruvllm.inference_api_key = 'remote-secret'")
+            conn.execute("CREATE ROLE remote_user LOGIN IN ROLE ruvllm_user")
+            conn.execute("SET ROLE remote_user")
+            try:
+                r = ask(conn, "Who answers this one?", {"max_tokens": 8})
+                assert r["text"].strip()
+                with pytest.raises(psycopg.Error) as e:
+                    conn.execute("SHOW ruvllm.inference_api_key")
+                assert e.value.sqlstate == "42501"
+                callable_returning_text = conn.execute(
+                    "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                    " WHERE n.nspname IN ('ruvllm', 'public') AND p.prosrc ILIKE '%%api_key%%'"
+                    " AND has_function_privilege('remote_user', p.oid, 'EXECUTE')").fetchone()[0]
+                assert callable_returning_text == 0
+            finally:
+                conn.execute("RESET ROLE")
+            assert witness_of(conn, "Who answers this one?")[1] is None
+            assert witness_of(conn, "Who holds the key?")[1] == "28000"
             # A remote server that is gone: a clear error within the timeout, never a hang.
             proc.terminate()
             proc.wait(30)
