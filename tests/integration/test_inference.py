@@ -88,6 +88,9 @@ ruvllm.inference = 'server'
 ruvllm.inference_models = '{SMOL_FILE}'
 ruvllm.inference_slots = 4
 ruvllm.inference_ctx_per_slot = 2048
+# These tests are about generation as a service: documents style generates for every question
+# (no abstention, no grounding check replacing the model's text), so a stream's rows are the answer.
+ruvllm.answer_style = 'documents'
 log_line_prefix = '%m [%p] %b: '
 """)
     pg_ctl = os.path.join(PG_BIN, "pg_ctl")

@@ -189,5 +189,5 @@ def test_oracle_runs_every_model_and_labels_replay_samples(db):
     rows = db.execute("SELECT model, oracle FROM ruvllm.replay").fetchall()
     assert len(rows) == 2
     for model, oracle in rows:
-        assert set(oracle) == {"smollm2-135m-instruct", "gemma-3-270m"}
+        assert set(oracle) == {"smollm2-135m-instruct", "gemma-3-270m", "extractive"}
         assert model == max(oracle, key=oracle.get)

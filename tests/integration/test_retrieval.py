@@ -215,6 +215,7 @@ def test_ingest_counts_terms_and_the_deep_loop_recounts_them(db):
 def test_ruvllm_query_retrieves_hybrid(db):
     target = ingest_tickets(db)
     db.execute("SET ruvllm.query_k = 3")
+    db.execute("SET ruvllm.answer_style = documents")   # sources: every retrieved node that fits
     assert target not in top(search(db, QUESTION, mode="dense"), 3)
     answer = ask(db, QUESTION, constraints={"max_tokens": 8})
     assert str(target) in [s["id"] for s in answer["sources"]]

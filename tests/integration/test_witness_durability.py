@@ -222,6 +222,7 @@ def test_eight_concurrent_clients_lose_no_row(server):
 
 
 def test_rows_survive_the_callers_rollback_and_statement_timeout(db):
+    db.execute("SET ruvllm.answer_style = documents")   # generates: no abstention, no extractive tier
     db.execute("BEGIN")
     db.execute("SELECT ruvllm_query('What does VACUUM do, rolled back?')")
     db.execute("ROLLBACK")
