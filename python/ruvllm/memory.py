@@ -505,11 +505,22 @@ def touch_accessed(plpy, ids):
     if read_only(plpy):
         return
     # Not an UPDATE of ruvllm.nodes: that re-inserts the row into the HNSW index (see the table).
+    # The row locks this takes last until the caller commits, i.e. past generation: a concurrent
+    # request serving the same nodes skips the ones locked (it is touching them now, too) instead
+    # of waiting seconds for them, or deadlocking over them in another order. Only a node's first
+    # access, an insert, can wait on a concurrent first access; inserts go in id order, so those
+    # waits never form a cycle.
     plpy.execute(_plan(plpy, "touch", """
-        INSERT INTO ruvllm.node_access AS a (node_id, last_accessed)
-        SELECT DISTINCT i, pg_catalog.now() FROM unnest($1::uuid[]) AS i
-        ON CONFLICT (node_id) DO UPDATE SET last_accessed = EXCLUDED.last_accessed, hits = a.hits + 1""",
-                       ["uuid[]"]), [ids])
+        WITH ids AS (SELECT DISTINCT i FROM unnest($1::uuid[]) AS i),
+        free AS (SELECT a.node_id FROM ruvllm.node_access a JOIN ids ON a.node_id = ids.i
+                  ORDER BY a.node_id FOR UPDATE OF a SKIP LOCKED),
+        touched AS (UPDATE ruvllm.node_access a SET last_accessed = pg_catalog.now(), hits = a.hits + 1
+                      FROM free WHERE a.node_id = free.node_id RETURNING a.node_id)
+        INSERT INTO ruvllm.node_access (node_id, last_accessed)
+        SELECT i, pg_catalog.now() FROM ids
+         WHERE NOT EXISTS (SELECT FROM ruvllm.node_access a WHERE a.node_id = ids.i)
+         ORDER BY i
+        ON CONFLICT (node_id) DO NOTHING""", ["uuid[]"]), [ids])
 
 
 

@@ -4,7 +4,7 @@ import json
 import psycopg
 import pytest
 
-from helpers import scalar
+from helpers import login, scalar
 
 TOPICS = ["vacuum and dead tuples", "write-ahead log archiving", "replication slots and standbys",
           "HNSW index build memory", "row-level security policies", "partition pruning in plans"]
@@ -109,6 +109,27 @@ def test_link_and_search_with_hops(db):
     assert scalar(db, "SELECT count(*) FROM ruvllm.node_access") == 3
     db.execute("SELECT ruvllm_run_loop('deep')")
     assert scalar(db, "SELECT count(*) FROM ruvllm.nodes WHERE last_accessed IS NOT NULL") == 3
+
+
+def test_serving_nodes_another_open_transaction_served_neither_waits_nor_deadlocks(db, pg):
+    for text in ("VACUUM reclaims dead tuples.", "VACUUM FULL rewrites the table.",
+                 "ANALYZE gathers planner statistics."):
+        db.execute("SELECT ruvllm_ingest(%s)", (text,))
+    assert scalar(db, "SELECT count(*) FROM ruvllm_search('VACUUM', 3, 0)") == 3   # first accesses
+    other = login(db, pg, "toucher", "ruvllm_admin")
+    try:
+        # A request still open (generating, say) holds its served nodes' access rows...
+        db.execute("BEGIN")
+        db.execute("SELECT count(*) FROM ruvllm_search('What does VACUUM do?', 3, 0)")
+        # ...and another serving the same nodes, in another order, goes on without a lock wait.
+        other.execute("SET lock_timeout = '5s'")
+        assert scalar(other, "SELECT count(*) FROM ruvllm_search('planner statistics ANALYZE', 3, 0)") == 3
+        db.execute("COMMIT")
+    finally:
+        if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            db.execute("ROLLBACK")
+        other.close()
+    assert scalar(db, "SELECT min(hits) FROM ruvllm.node_access") >= 1
 
 
 def test_tenant_filter_still_returns_k_rows(db):
