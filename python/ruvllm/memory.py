@@ -348,7 +348,9 @@ def filter_key(params):
 
 
 _ROW_COLUMNS = """n.id, n.graph_id::text AS gid, n.content, n.node_type, n.source, n.metadata::text AS metadata,
-               n.created_at::text AS created_at, n.embedding OPERATOR(public.<=>) $1 AS distance"""
+               n.created_at::text AS created_at, n.embedding OPERATOR(public.<=>) $1 AS distance,
+               public.vector_send(n.embedding) AS v,
+               extract(epoch FROM pg_catalog.now() - n.created_at)::float8 AS age"""
 
 _DENSE_CTE = """
     dense AS (
@@ -387,8 +389,8 @@ def candidates_sql(mode, depth, present=(False,) * 6):
 _CANDIDATE_TYPES = ["public.vector", "text", "text"] + FILTER_TYPES
 
 
-def _set_search_params(plpy, depth):
-    ef = int(setting(plpy, "ruvllm.ef_search"))
+def _set_search_params(plpy, depth, ef=None):
+    ef = int(setting(plpy, "ruvllm.ef_search")) if ef is None else ef
     # Local to the transaction; pgvector 0.8's iterative scan keeps k rows under the tenant filter.
     plpy.execute(_plan(plpy, "ef", """
         SELECT pg_catalog.set_config('hnsw.ef_search', $1, true),
@@ -404,14 +406,15 @@ def _row(r, hop=0, via_rel=None, via_node=None, edge_weight=None):
                 via_node=via_node, edge_weight=edge_weight, dense_rank=None, lexical_score=None,
                 lexical_rank=None, score=0.0, rank=None, metadata=meta, created_at=r["created_at"],
                 timestamp=meta.get("timestamp"), speaker=meta.get("speaker"), author=meta.get("author"),
-                gid=r["gid"])
+                gid=r["gid"], vec_bytes=r["v"], age=r["age"])
 
 
-def search_vector(plpy, query_vec, k=10, hops=2, tenant=None, query=None, mode="dense", filter=None):
+def search_vector(plpy, query_vec, k=10, hops=2, tenant=None, query=None, mode="dense", filter=None,
+                  ef_search=None, read_only=None):
     """Rows ranked best first (score, rank 1..): the k best hits of the mode (hop 0) and their
     neighbours up to `hops` edges away, each with its signals. mode hybrid and lexical need the
     question's text (query); dense uses the vector alone. Only the tenant's nodes that pass the
-    filter are returned."""
+    filter are returned. ef_search and read_only: the settings, when the caller has read them."""
     check_search_args(k, hops)
     check_mode(mode)
     if mode != "dense" and query is None:
@@ -420,7 +423,7 @@ def search_vector(plpy, query_vec, k=10, hops=2, tenant=None, query=None, mode="
     tenant = tenancy.current(plpy) if tenant is None else tenant
     literal = vector_literal(query_vec)
     depth = k if mode == "dense" else max(2 * k, MIN_CANDIDATES)
-    _set_search_params(plpy, depth)
+    _set_search_params(plpy, depth, ef_search)
     present = filter_key(params)
     found = plpy.execute(_plan(plpy, f"candidates:{mode}:{depth}:{present}", candidates_sql(mode, depth, present),
                                _CANDIDATE_TYPES), [literal, tenant, query or "", *params])
@@ -450,7 +453,7 @@ def search_vector(plpy, query_vec, k=10, hops=2, tenant=None, query=None, mode="
     ranked = sorted(results.values(), key=lambda r: (-r["score"], r["hop"], r["distance"], str(r["id"])))
     for i, r in enumerate(ranked, start=1):
         r["rank"] = i
-    touch_accessed(plpy, [r["id"] for r in ranked])
+    touch_accessed(plpy, [r["id"] for r in ranked], read_only)
     return ranked
 
 
@@ -498,11 +501,11 @@ def _expand(plpy, results, candidates, own, hops, literal, tenant, params):
             frontier[row["gid"]] = row["score"]
 
 
-def touch_accessed(plpy, ids):
+def touch_accessed(plpy, ids, transaction_read_only=None):
     """Record when nodes were last served; skipped where the transaction cannot write (a standby)."""
     if not ids:
         return
-    if read_only(plpy):
+    if transaction_read_only if transaction_read_only is not None else read_only(plpy):
         return
     # Not an UPDATE of ruvllm.nodes: that re-inserts the row into the HNSW index (see the table).
     # The row locks this takes last until the caller commits, i.e. past generation: a concurrent
@@ -535,6 +538,13 @@ def node_vectors(plpy, ids):
     by_id = {str(r["id"]): r for r in rows}
     vecs = np.stack([vector_from_send(by_id[str(i)]["v"]) for i in ids])
     return vecs, [by_id[str(i)]["age"] for i in ids]
+
+def row_vectors(rows):
+    """node_vectors for rows search_vector returned, from what they carry (no statement)."""
+    if not rows:
+        return np.zeros((0, embedding.DIM), dtype=np.float32), []
+    return np.stack([vector_from_send(r["vec_bytes"]) for r in rows]), [r["age"] for r in rows]
+
 
 def search(plpy, query, k=10, hops=2, mode="hybrid", filter=None):
     check_search_args(k, hops)

@@ -129,11 +129,11 @@ def validate(plpy, req):
     """The tenant, the arguments checked, the settings and model pool; a forced model must be enabled."""
     req.tenant = tenancy.current(plpy)
     req.trace["tenant"] = req.tenant
-    req.mask = pii.storage_mask(plpy)
+    req.cfg = settings(plpy)
+    req.mask = pii.masker(pii.kinds_from_setting(req.cfg["pii_mask"]))
     req.query = check_query(req.query)
     req.session_id = sessions.check_session_id(req.session_id)
     req.constraints = check_constraints(req.constraints)
-    req.cfg = settings(plpy)
     # Counted in characters too, before anything is embedded: the embedder's tokens undercount
     # what a generating model sees (a 50,000-character word is one [UNK] to MiniLM and 12,000
     # tokens to SmolLM2), and no model token is shorter than a character.
@@ -186,9 +186,11 @@ def retrieve(plpy, req):
     """Hybrid search: dense and lexical hits fused, graph neighbours ranked with them; each row
     keeps its cosine distance (lexical-only hits too), which confidence and attention read."""
     with req.clock.timed("retrieval"):
+        # The rows carry their embeddings (binary) and ages: no second statement for them.
         req.rows = memory.search_vector(plpy, req.vec, req.cfg["k"], QUERY_HOPS, req.tenant,
-                                        query=req.query, mode="hybrid")
-        req.node_vecs, req.ages = memory.node_vectors(plpy, [r["id"] for r in req.rows])
+                                        query=req.query, mode="hybrid", ef_search=req.cfg["ef_search"],
+                                        read_only=req.cfg["read_only"])
+        req.node_vecs, req.ages = memory.row_vectors(req.rows)
 
 
 def abstain(plpy, req):
@@ -382,7 +384,7 @@ def _serve_hit(plpy, req, hit):
     req.trace.update(cache_hit=True, confidence=hit["confidence"], response=hit["text"],
                      context_node_ids=[s["id"] for s in hit["sources"]], grounded=grounded,
                      abstained=abstained)
-    if not read_only(plpy):
+    if not (req.cfg["read_only"] if req.cfg else read_only(plpy)):
         cache.count_hit(plpy, hit["cache_id"])
     if req.session_id and req.vec is not None:
         sessions.save(plpy, req.tenant, req.session_id, req.session, req.query, hit["text"], None,

@@ -3,7 +3,7 @@ under. The stages that answer it are in query.py, the routing decision in routin
 import math
 
 from . import embedding, errors, grounding
-from .sqlglue import seconds, setting
+from .sqlglue import seconds, settings_many
 
 CONSTRAINT_KEYS = ("max_tokens", "temperature", "top_p", "max_latency_ms", "model")
 DEFAULT_MAX_TOKENS = 96
@@ -66,22 +66,27 @@ def check_constraints(constraints):
 
 # --- settings -------------------------------------------------------------------------------------
 
+_SETTINGS = {   # key: (setting, default, parse)
+    "k": ("ruvllm.query_k", "8", int),
+    "ef_search": ("ruvllm.ef_search", "64", int),
+    "confidence_threshold": ("ruvllm.confidence_threshold", "0.2", float),
+    "max_query_tokens": ("ruvllm.max_query_tokens", "512", int),
+    "cache_similarity": ("ruvllm.cache_similarity", "0.97", float),
+    "cache_ttl": ("ruvllm.cache_ttl", "3600", seconds),
+    "max_loaded_models": ("ruvllm.max_loaded_models", "2", int),
+    "explore_rate": ("ruvllm.explore_rate", "0.05", float),
+    "generation_threads": ("ruvllm.generation_threads", "1", int),
+    "answer_style": ("ruvllm.answer_style", "evidence", str),
+    "abstain_below": ("ruvllm.abstain_below", str(DEFAULT_ABSTAIN_BELOW), float),
+    "grounding_overlap": ("ruvllm.grounding_overlap", str(grounding.DEFAULT_MIN_OVERLAP), float),
+    "grounding_similarity": ("ruvllm.grounding_similarity", str(grounding.DEFAULT_MIN_SIMILARITY), float),
+    "pii_mask": ("ruvllm.pii_mask", "none", str),
+    "read_only": ("transaction_read_only", "off", lambda v: v == "on"),
+}
+
+
 def settings(plpy):
-    """The ruvllm.* settings a request reads, once per request."""
-    return {
-        "k": int(setting(plpy, "ruvllm.query_k", "8")),
-        "ef_search": int(setting(plpy, "ruvllm.ef_search", "64")),
-        "confidence_threshold": float(setting(plpy, "ruvllm.confidence_threshold", "0.2")),
-        "max_query_tokens": int(setting(plpy, "ruvllm.max_query_tokens", "512")),
-        "cache_similarity": float(setting(plpy, "ruvllm.cache_similarity", "0.97")),
-        "cache_ttl": seconds(setting(plpy, "ruvllm.cache_ttl", "3600")),
-        "max_loaded_models": int(setting(plpy, "ruvllm.max_loaded_models", "2")),
-        "explore_rate": float(setting(plpy, "ruvllm.explore_rate", "0.05")),
-        "generation_threads": int(setting(plpy, "ruvllm.generation_threads", "1")),
-        "answer_style": setting(plpy, "ruvllm.answer_style", "evidence"),
-        "abstain_below": float(setting(plpy, "ruvllm.abstain_below", str(DEFAULT_ABSTAIN_BELOW))),
-        "grounding_overlap": float(setting(plpy, "ruvllm.grounding_overlap",
-                                           str(grounding.DEFAULT_MIN_OVERLAP))),
-        "grounding_similarity": float(setting(plpy, "ruvllm.grounding_similarity",
-                                              str(grounding.DEFAULT_MIN_SIMILARITY))),
-    }
+    """The settings a request reads, once per request, in one statement."""
+    values = settings_many(plpy, [name for name, _default, _parse in _SETTINGS.values()])
+    return {key: parse(values[name] if values[name] is not None else default)
+            for key, (name, default, parse) in _SETTINGS.items()}

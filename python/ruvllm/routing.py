@@ -135,7 +135,7 @@ def route(plpy, query):
     # The same retrieval ruvllm_query makes, so the features are the ones it would route on.
     rows = memory.search_vector(plpy, vec, cfg["k"], request.QUERY_HOPS, tenancy.current(plpy),
                                 query=query, mode="hybrid")
-    node_vecs, _ages = memory.node_vectors(plpy, [r["id"] for r in rows])
+    node_vecs, _ages = memory.row_vectors(rows)
     routing, x, _h = route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg, {},
                                    explore=False)
     return {"decision": routing, "features": features.describe(x), "token_count": token_count,

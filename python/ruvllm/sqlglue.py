@@ -67,6 +67,17 @@ def setting(plpy, name, default=None):
     return default if value in (None, "") else value
 
 
+def settings_many(plpy, names):
+    """Several settings as text in one statement (a round trip each costs ~50 us in a request):
+    {name: value or None when unset or empty}."""
+    names = list(names)
+    rows = plpy.execute(_plan(plpy, "settings_many", """
+        SELECT n, pg_catalog.current_setting(n, true) AS v FROM unnest($1::text[]) AS n""", ["text[]"]),
+                        [names])
+    got = {r["n"]: r["v"] for r in rows}
+    return {n: (None if got.get(n) in (None, "") else got[n]) for n in names}
+
+
 def read_only(plpy):
     """Whether this transaction cannot write (a standby, or SET TRANSACTION READ ONLY)."""
     return setting(plpy, "transaction_read_only", "off") == "on"
@@ -103,9 +114,20 @@ def _SETTING_PLAN(plpy):
 
 # --- vectors ------------------------------------------------------------------------------------
 
+_last_literal = [None, None]
+
+
 def vector_literal(v):
-    """A vector as pgvector's text input ('[0.5,-0.25]'), for a $n::public.vector parameter."""
-    return "[" + ",".join("%.7g" % x for x in v) + "]"
+    """A vector as pgvector's text input ('[0.5,-0.25]'), for a parameter of type public.vector.
+    One request passes its query vector to several statements: the last vector's text is kept
+    (by identity, and numpy arrays are not changed in place on the request path), so it is
+    formatted once (~0.3 ms for 384 floats)."""
+    if _last_literal[0] is v:
+        return _last_literal[1]
+    text = "[" + ",".join("%.7g" % x for x in v) + "]"
+    if isinstance(v, np.ndarray):
+        _last_literal[0], _last_literal[1] = v, text
+    return text
 
 
 def parse_vector(text):
