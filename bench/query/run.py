@@ -38,6 +38,9 @@ import numpy as np  # noqa: E402
 
 import corpus  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
+from ruvllm import lexical  # noqa: E402  (pure: no plpy)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SECTION = "## bench/query"
@@ -195,6 +198,10 @@ LOAD_NODES_SQL = """
                               graph_id, minhash_bands)
     SELECT id, embedding, content, 'Document', 'bench/query:synthetic', '', '{"version": 1}', gid, '{}'
       FROM input"""
+# What ingest_many counts for new nodes (lexical.COUNT_NEW_NODES), for the staged ones: without
+# it BM25's document frequencies were those of the real documents alone, and the lexical probe,
+# bounded by them to ~PROBE_DOCS nodes, scored up to MATCH_LIMIT.
+LOAD_LEXICAL_STATS_SQL = lexical.COUNT_NEW_NODES.replace("$1::uuid[]", "(SELECT pg_catalog.array_agg(id) FROM bench.stage)")
 # graph.insert_edges's statement, from a staging table.
 LOAD_EDGES_SQL = """
     INSERT INTO ruvllm_graph."SameTopic" (start_id, end_id, properties)
@@ -370,6 +377,7 @@ class Bench:
         t1 = time.perf_counter()
         conn.execute(LOAD_NODES_SQL)
         conn.execute(LOAD_EDGES_SQL)
+        conn.execute(LOAD_LEXICAL_STATS_SQL)
         loaded = time.perf_counter() - t1
         t2 = time.perf_counter()
         conn.execute(self.indexdef)

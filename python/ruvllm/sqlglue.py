@@ -120,13 +120,15 @@ _last_literal = [None, None]
 def vector_literal(v):
     """A vector as pgvector's text input ('[0.5,-0.25]'), for a parameter of type public.vector.
     One request passes its query vector to several statements: the last vector's text is kept
-    (by identity, and numpy arrays are not changed in place on the request path), so it is
-    formatted once (~0.3 ms for 384 floats)."""
-    if _last_literal[0] is v:
+    so it is
+    formatted once (~0.3 ms for 384 floats). Keyed by the vector's bytes, not its identity: an
+    array may be refilled in place."""
+    key = v.tobytes() if isinstance(v, np.ndarray) else None
+    if key is not None and _last_literal[0] == key:
         return _last_literal[1]
     text = "[" + ",".join("%.7g" % x for x in v) + "]"
-    if isinstance(v, np.ndarray):
-        _last_literal[0], _last_literal[1] = v, text
+    if key is not None:
+        _last_literal[0], _last_literal[1] = key, text
     return text
 
 
