@@ -165,28 +165,46 @@ def ingest_many(plpy, docs, notice=None):
     if truncated and notice:
         notice(f"{truncated} chunk(s) longer than {embedding.MAX_TOKENS} tokens were truncated for embedding")
 
-    find_duplicate = _plan(plpy, "dup", """
-        SELECT id, 1 - (embedding OPERATOR(public.<=>) $1::public.vector) AS similarity
-          FROM ruvllm.nodes
-         WHERE minhash_bands OPERATOR(pg_catalog.&&) $2 AND tenant = $3
-         ORDER BY embedding OPERATOR(public.<=>) $1::public.vector LIMIT 1""",
-                           ["text", "bigint[]", "text"])
-    merge = _plan(plpy, "merge", """
-        UPDATE ruvllm.nodes
-           SET metadata = metadata || pg_catalog.jsonb_build_object('version',
-                   COALESCE((metadata->>'version')::int, 1) + 1),
+    # One statement finds every chunk's nearest near-duplicate candidate (a round trip per chunk
+    # was most of the ingest time); chunks of this batch are not in the table yet, so near
+    # duplicates among them are found below, in memory.
+    find_duplicates = _plan(plpy, "dups", """
+        SELECT q.ord::int AS ord, d.id, d.similarity
+          FROM (SELECT u.vec::public.vector AS vec, u.bands::bigint[] AS bands, u.ord
+                  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(vec, bands, ord)) q
+         CROSS JOIN LATERAL (
+               SELECT id, 1 - (embedding OPERATOR(public.<=>) q.vec) AS similarity
+                 FROM ruvllm.nodes
+                WHERE minhash_bands OPERATOR(pg_catalog.&&) q.bands AND tenant = $3
+                ORDER BY embedding OPERATOR(public.<=>) q.vec LIMIT 1) d""",
+                            ["text[]", "text[]", "text"])
+    # A node that several chunks of the batch duplicate gains one version per chunk.
+    merge = _plan(plpy, "merge_many", """
+        UPDATE ruvllm.nodes n
+           SET metadata = n.metadata || pg_catalog.jsonb_build_object('version',
+                   COALESCE((n.metadata->>'version')::int, 1) + c.merges),
                last_accessed = pg_catalog.now()
-         WHERE id = $1""", ["uuid"])
+          FROM (SELECT id, pg_catalog.count(*)::int AS merges
+                  FROM unnest($1::uuid[]) AS id GROUP BY id) c
+         WHERE n.id = c.id""", ["uuid[]"])
+    new_ids_plan = _plan(plpy, "uuids", """
+        SELECT pg_catalog.array_agg(pg_catalog.gen_random_uuid()) AS ids
+          FROM pg_catalog.generate_series(1, $1)""", ["int"])
 
-    ids, new_rows, batch_seen = [], [], []
-    for (doc, text), vec in zip(chunks, result.vectors):
-        bands = textutil.minhash_bands(textutil.minhash(text))
-        literal = vector_literal(vec)
+    all_bands = [textutil.minhash_bands(textutil.minhash(text)) for _, text in chunks]
+    literals = [vector_literal(vec) for vec in result.vectors]
+    nearest = {row["ord"]: (row["id"], row["similarity"]) for row in plpy.execute(
+        find_duplicates, [literals, ["{" + ",".join(map(str, b)) + "}" for b in all_bands], tenant])}
+    fresh_ids = iter(plpy.execute(new_ids_plan, [len(chunks)])[0]["ids"])
+
+    ids, new_rows, batch_seen, merged = [], [], [], []
+    for ord_, ((doc, text), vec, bands, literal) in enumerate(
+            zip(chunks, result.vectors, all_bands, literals), start=1):
         node_id = None
-        rows = plpy.execute(find_duplicate, [literal, bands, tenant])
-        if rows and rows[0]["similarity"] >= dedup_similarity:
-            node_id = rows[0]["id"]
-            plpy.execute(merge, [node_id])
+        found = nearest.get(ord_)
+        if found and found[1] >= dedup_similarity:
+            node_id = found[0]
+            merged.append(node_id)
         else:
             # Near-duplicates inside this same batch are not in the table yet.
             for other_id, other_bands, other_vec in batch_seen:
@@ -194,7 +212,7 @@ def ingest_many(plpy, docs, notice=None):
                     node_id = other_id
                     break
         if node_id is None:
-            node_id = plpy.execute(_plan(plpy, "uuid", "SELECT pg_catalog.gen_random_uuid() AS id", []))[0]["id"]
+            node_id = next(fresh_ids)
             content, node_type, source, metadata = checked[doc]
             meta = dict(metadata)
             meta.setdefault("version", 1)
@@ -202,6 +220,8 @@ def ingest_many(plpy, docs, notice=None):
             batch_seen.append((node_id, set(bands), vec))
         ids.append((doc, node_id))
 
+    if merged:
+        plpy.execute(merge, [merged])
     if new_rows:
         graph.insert_nodes(plpy, new_rows, tenant)
         plpy.execute(_plan(plpy, "count_lexemes", lexical.COUNT_NEW_NODES, ["uuid[]"]),
