@@ -8,6 +8,7 @@ What touches the graph's own tables is in graph.py.
 import datetime
 import json
 import math
+import time
 
 import numpy as np
 
@@ -140,6 +141,26 @@ _plan = planner()
 
 # --- ingestion ----------------------------------------------------------------------------------
 
+# Embedding is nearly all of a bulk ingest's time: a long one reports each slice of this many
+# chunks as a NOTICE (done, rate, ETA), which the client sees while the statement runs.
+PROGRESS_EVERY_CHUNKS = 256
+
+
+def _embed_with_progress(texts, notice):
+    started = time.monotonic()
+    parts = []
+    for start in range(0, len(texts), PROGRESS_EVERY_CHUNKS):
+        parts.append(embedding.embed(texts[start:start + PROGRESS_EVERY_CHUNKS]))
+        done = min(start + PROGRESS_EVERY_CHUNKS, len(texts))
+        rate = done / max(time.monotonic() - started, 1e-9)
+        notice(f"ruvllm_ingest_many: embedded {done} of {len(texts)} chunks "
+               f"({rate:.0f} chunks/s, about {(len(texts) - done) / rate:.0f} s left)")
+    return embedding.EmbedResult(
+        vectors=np.concatenate([p.vectors for p in parts]),
+        token_counts=[c for p in parts for c in p.token_counts],
+        truncated=[t for p in parts for t in p.truncated])
+
+
 def ingest_many(plpy, docs, notice=None):
     """Ingest documents; returns one node id per document (its first chunk).
 
@@ -160,7 +181,11 @@ def ingest_many(plpy, docs, notice=None):
     chunks = []  # (doc index, text)
     for i, (content, *_rest) in enumerate(checked):
         chunks.extend((i, text) for text in textutil.chunk_text(content))
-    result = embedding.embed([text for _, text in chunks])
+    texts = [text for _, text in chunks]
+    if notice is None or len(texts) <= PROGRESS_EVERY_CHUNKS:
+        result = embedding.embed(texts)
+    else:
+        result = _embed_with_progress(texts, notice)
     truncated = sum(result.truncated)
     if truncated and notice:
         notice(f"{truncated} chunk(s) longer than {embedding.MAX_TOKENS} tokens were truncated for embedding")

@@ -176,3 +176,15 @@ def test_unknown_rel_is_rejected(db):
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         db.execute("SELECT ruvllm_link(%s, %s, 'Cites', -1)", (a, b))
     assert edges(db, "Cites") == 0
+
+
+def test_long_bulk_ingest_reports_progress(db):
+    notices = []
+    db.add_notice_handler(lambda d: notices.append(d.message_primary))
+    docs = [f"Ticket {i} reports that replica {i % 7} lags by {i} seconds." for i in range(300)]
+    ids = scalar(db, "SELECT ruvllm_ingest_many(%s::text[])", (docs,))
+    assert len(ids) == 300
+    progress = [n for n in notices if n.startswith("ruvllm_ingest_many: embedded")]
+    assert [n.split(" chunks")[0] for n in progress] == [
+        "ruvllm_ingest_many: embedded 256 of 300", "ruvllm_ingest_many: embedded 300 of 300"], notices
+    assert "chunks/s" in progress[0] and "s left" in progress[0]
