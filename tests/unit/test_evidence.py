@@ -1,6 +1,8 @@
 """Evidence selection, the grounding check, citations and the answer prompts, on hand-checked
 cases. Vectors come from a bag-of-words embedder (a word's own axis), so which sentence is most
 similar to which is checked by eye, not by MiniLM."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -17,18 +19,14 @@ FRANCE = "The capital of France is Paris. Paris lies on the river Seine."
 
 
 def bag_embed(texts):
-    """Unit vectors over stemmed content words: cosine = shared words, weighed."""
-    vocab = {}
-    rows = []
-    for t in texts:
-        rows.append(grounding.content_words(t))
-        for w in rows[-1]:
-            vocab.setdefault(w, len(vocab))
+    """Unit vectors over stemmed content words: cosine = shared words, weighed. Words go to
+    dimensions by CRC-32, not hash(), which differs between processes (PYTHONHASHSEED): a
+    collision there made the best span depend on the run."""
     out = []
-    for words in rows:
-        v = np.zeros(512, np.float32)
-        for w in words:
-            v[hash(w) % 512] += 1.0
+    for t in texts:
+        v = np.zeros(4096, np.float32)
+        for w in grounding.content_words(t):
+            v[zlib.crc32(w.encode("utf-8")) % 4096] += 1.0
         n = np.linalg.norm(v)
         out.append(v / n if n else v)
     return np.stack(out)
