@@ -205,7 +205,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF TG_TABLE_NAME = 'models' THEN
-        IF NEW.name IN ('smollm2-135m-instruct', 'gemma-3-270m') THEN
+        IF NEW.name IN ('smollm2-135m-instruct', 'gemma-3-270m', 'extractive') THEN
             DELETE FROM ruvllm.models WHERE name = NEW.name;
         END IF;
     ELSIF TG_TABLE_NAME = 'policies' THEN
@@ -660,38 +660,6 @@ BEGIN
                                    'ruvllm.grounding_similarity') ORDER BY name LOOP
         EXECUTE format('GRANT SET, ALTER SYSTEM ON PARAMETER %s TO ruvllm_admin', setting);
     END LOOP;
-END
-$$;
-
--- A restored row of the extractive tier replaces the seeded one, as the bundled models' do.
-CREATE OR REPLACE FUNCTION ruvllm._restored_row_replaces_seed() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF TG_TABLE_NAME = 'models' THEN
-        IF NEW.name IN ('smollm2-135m-instruct', 'gemma-3-270m', 'extractive') THEN
-            DELETE FROM ruvllm.models WHERE name = NEW.name;
-        END IF;
-    ELSIF TG_TABLE_NAME = 'policies' THEN
-        -- Updated in place: later versions may already name version 1 as their parent.
-        IF NEW.version = 1 THEN
-            UPDATE ruvllm.policies
-               SET status = NEW.status, router = NEW.router, model_names = NEW.model_names,
-                   metrics = NEW.metrics, reason = NEW.reason, parent_version = NEW.parent_version,
-                   created_at = NEW.created_at, promoted_at = NEW.promoted_at
-             WHERE version = 1;
-            IF FOUND THEN
-                RETURN NULL;
-            END IF;
-        END IF;
-    ELSIF TG_TABLE_NAME = 'replay_state' THEN
-        UPDATE ruvllm.replay_state SET seen = NEW.seen WHERE singleton;
-        IF FOUND THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    RETURN NEW;
 END
 $$;
 
