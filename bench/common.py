@@ -29,6 +29,9 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+NOT_RECORDED = 3
+
+
 def cli(name, doc, record, scales, extra=None):
     """The command line of bench/<name>/run.py: --out FILE (also write the report to FILE),
     --record REPORT RESULTS_MD (call record(REPORT, RESULTS_MD), as bench/run.sh does, and exit)
@@ -42,8 +45,8 @@ def cli(name, doc, record, scales, extra=None):
         extra(ap)
     args = ap.parse_args()
     if args.record:
-        record(*args.record)
-        raise SystemExit(0)
+        # bench/run.sh tells a recorded report from a subset run's by the exit status.
+        raise SystemExit(NOT_RECORDED if record(*args.record) is False else 0)
     scale = os.environ.get("RUVLLM_BENCH_SCALE") or "default"
     if scale not in scales:
         raise SystemExit(f"bench/{name}: RUVLLM_BENCH_SCALE is one of {', '.join(scales)}, not {scale!r}")

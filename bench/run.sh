@@ -43,8 +43,13 @@ fi
 scale=${RUVLLM_BENCH_SCALE:-default}
 case "$recorded " in
     *" $scale "*)
-        python3 "bench/$name/run.py" --record "$report" bench/RESULTS.md
-        echo "==> recorded in bench/RESULTS.md" ;;
+        rc=0
+        python3 "bench/$name/run.py" --record "$report" bench/RESULTS.md || rc=$?
+        case $rc in
+            0) echo "==> recorded in bench/RESULTS.md" ;;
+            3) echo "==> a run over a subset: not recorded in bench/RESULTS.md" ;;
+            *) exit "$rc" ;;
+        esac ;;
     *)
         echo "==> scale $scale: not recorded in bench/RESULTS.md (recorded only at:$recorded)" ;;
 esac
