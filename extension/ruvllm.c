@@ -141,7 +141,7 @@ static const struct config_enum_entry answer_styles[] = {
 	{NULL, 0, false}
 };
 static int	ruvllm_answer_style = RUVLLM_ANSWER_EVIDENCE;
-static double ruvllm_abstain_below = 0.25;
+static double ruvllm_abstain_below = 0.45;
 static double ruvllm_grounding_overlap = 0.6;
 static double ruvllm_grounding_similarity = 0.8;
 static char *ruvllm_inference_url = NULL;
@@ -363,9 +363,9 @@ _PG_init(void)
 							 NULL, &ruvllm_answer_style, RUVLLM_ANSWER_EVIDENCE, answer_styles,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomRealVariable("ruvllm.abstain_below",
-							 "ruvllm_query answers \"Not found in memory.\" without generating when no retrieved memory is this similar to the question (cosine, the scale of confidence).",
+							 "ruvllm_query answers \"Not found in memory.\" without generating when no retrieved memory supports the question this well (support: the geometric mean of a hit's cosine similarity and its share of the question's term weight).",
 							 "0 never abstains. Applies with ruvllm.answer_style = evidence.",
-							 &ruvllm_abstain_below, 0.25, 0.0, 1.0, PGC_USERSET, 0, NULL, NULL, NULL);
+							 &ruvllm_abstain_below, 0.45, 0.0, 1.0, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomRealVariable("ruvllm.grounding_overlap",
 							 "Share of an answer sentence's content words its evidence must contain for the sentence to count as supported.",
 							 "A sentence is supported by this overlap or by ruvllm.grounding_similarity; an answer with an unsupported sentence is replaced by the extractive answer.",

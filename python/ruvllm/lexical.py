@@ -15,7 +15,8 @@ one); every query term still counts in the score of the nodes found. At most MAX
 rarest) are used.
 
 lexical_ctes gives the statement as CTEs over $2 (tenant) and $3 (question) and the filter on
-alias n, to be joined into one candidate statement (memory.py).
+alias n, to be joined into one candidate statement (memory.py); COVERAGE is each candidate's share
+of the question's term weight (IDF), which abstention reads (grounding.question_support).
 """
 
 K1 = 1.2
@@ -74,6 +75,16 @@ def lexical_ctes(filter_sql, depth):
          ORDER BY 2 DESC, 1
          LIMIT {int(depth)}
     )"""
+
+
+# Of the question's terms' IDF, the share node n contains (NULL for a question without terms):
+# similarity alone does not tell "the default of checkpoint_timeout" from "the default of
+# turbo_vacuum_mode", a term no memory holds. Over the rows of lexical_ctes' statement.
+COVERAGE = """(SELECT sum(w.idf) FROM query_lexemes q
+           CROSS JOIN LATERAL pg_catalog.unnest(pg_catalog.ts_filter(
+                   pg_catalog.setweight(pg_catalog.setweight(n.lexemes, 'D'), 'A', q.lexemes), '{a}')) AS u
+           JOIN weighted w ON w.lexeme = u.lexeme)
+       / NULLIF((SELECT sum(idf) FROM weighted), 0)"""
 
 
 # Ingestion appends the new nodes' counts (see ruvllm.lexical_stats).

@@ -421,7 +421,8 @@ def candidates_sql(mode, depth, present=(False,) * 6):
             (lexical.lexical_ctes(where, depth) if mode != "dense" else _NO_LEXICAL)]
     return f"""
     WITH {",".join(ctes)}
-    SELECT {_ROW_COLUMNS}, d.id IS NOT NULL AS dense_hit, l.score AS lexical_score
+    SELECT {_ROW_COLUMNS}, d.id IS NOT NULL AS dense_hit, l.score AS lexical_score,
+           {lexical.COVERAGE if mode != "dense" else "NULL::float8"} AS coverage
       FROM (SELECT id FROM dense UNION SELECT id FROM lexical) c
       JOIN ruvllm.nodes n ON n.id = c.id
       LEFT JOIN dense d ON d.id = c.id
@@ -451,7 +452,8 @@ def _row(r, hop=0, via_rel=None, via_node=None, edge_weight=None):
                 via_node=via_node, edge_weight=edge_weight, dense_rank=None, lexical_score=None,
                 lexical_rank=None, score=0.0, rank=None, metadata=meta, created_at=r["created_at"],
                 timestamp=meta.get("timestamp"), speaker=meta.get("speaker"), author=meta.get("author"),
-                gid=r["gid"], vec_bytes=r["v"], age=r["age"])
+                gid=r["gid"], vec_bytes=r["v"], age=r["age"],
+                coverage=None if r.get("coverage") is None else float(r["coverage"]))
 
 
 def search_vector(plpy, query_vec, k=10, hops=2, tenant=None, query=None, mode="dense", filter=None,

@@ -21,7 +21,7 @@ import dataclasses
 import time
 import uuid
 
-from . import attention, cache, embedding, errors, evidence, generation, grounding, memory, models
+from . import abstention, attention, cache, embedding, errors, evidence, generation, grounding, memory, models
 from . import inference, pii, routing, sessions, tenancy, witness
 from .request import DEFAULT_MAX_TOKENS, QUERY_HOPS, check_constraints, check_query, settings
 from .sqlglue import read_only
@@ -194,12 +194,11 @@ def retrieve(plpy, req):
 
 
 def abstain(plpy, req):
-    """No retrieved memory relevant enough (ruvllm.abstain_below, on the scale of confidence): the
-    answer says so, and nothing is routed or generated."""
+    """No retrieved memory supports the question enough (ruvllm.abstain_below, on the scale of
+    abstention.question_support): the answer says so, and nothing is routed or generated."""
     if req.cfg["answer_style"] != "evidence":
         return
-    best = max((1.0 - float(r["distance"]) for r in req.rows if r["hop"] == 0), default=0.0)
-    if best >= req.cfg["abstain_below"]:
+    if abstention.question_support(req.rows) >= req.cfg["abstain_below"]:
         return
     req.abstained, req.grounded = True, None
     req.hidden = req.session["router_state"] if req.session else None   # the session's router state stays

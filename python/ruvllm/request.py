@@ -9,9 +9,10 @@ CONSTRAINT_KEYS = ("max_tokens", "temperature", "top_p", "max_latency_ms", "mode
 DEFAULT_MAX_TOKENS = 96
 MAX_MAX_TOKENS = 2048
 QUERY_HOPS = 2
-# ruvllm.abstain_below's default. On demo/knowledge the best memory of questions it answers
-# scored 0.39-0.54 (cosine), of questions it does not 0.01-0.17.
-DEFAULT_ABSTAIN_BELOW = 0.25
+# ruvllm.abstain_below's default, on the scale of abstention.question_support. On the PostgreSQL
+# manual (bench/answers) questions it answers were supported 0.48 and up, questions it does not at
+# most 0.47 (all but two below 0.44).
+DEFAULT_ABSTAIN_BELOW = 0.45
 
 
 # --- validation (pure) --------------------------------------------------------------------------

@@ -78,6 +78,26 @@ def test_a_question_memory_cannot_answer_is_declined_without_generating(db):
         db.execute("SET ruvllm.abstain_below = 1.5")
 
 
+def test_a_near_passage_without_the_questions_rare_term_does_not_support_it(db):
+    # Memory of settings' defaults: the vacuum_cost_limit passage is near both questions (cosine
+    # above abstain_below), but only one question has its rare terms in memory.
+    for text in ("The default value of checkpoint_timeout is five minutes; checkpoints start at least that often.",
+                 "The default value of shared_buffers is 128 megabytes, set at server start.",
+                 "The default value of work_mem is four megabytes per sort or hash operation.",
+                 "The default value of max_connections is typically 100 connections.",
+                 "The default value of vacuum_cost_limit is 200 credits.",
+                 "The witness log is rotated by dropping its oldest daily partition."):
+        db.execute("SELECT ruvllm_ingest(%s, 'Fact', 'settings')", (text,))
+    known = ask(db, "What is the default value of checkpoint_timeout?", constraints={"model": "extractive"})
+    assert known["abstained"] is False and "five minutes" in known["text"]
+    unknown = ask(db, "What is the default value of turbo_vacuum_mode?", constraints={"model": "extractive"})
+    assert unknown["abstained"] is True and unknown["text"] == NOT_FOUND
+    # Not for want of a similar passage: similarity alone would have answered it.
+    near = scalar(db, "SELECT max(similarity) FROM ruvllm_search(%s, 3, 0)",
+                  ("What is the default value of turbo_vacuum_mode?",))
+    assert near > scalar(db, "SELECT current_setting('ruvllm.abstain_below')::float"), near
+
+
 def test_the_extractive_tier_answers_verbatim_with_a_citation(db):
     seed(db)
     r = ask(db, "How do I rotate the witness log?", constraints={"model": "extractive"})

@@ -286,6 +286,9 @@ def test_models_load_lazily_within_the_lru_bound(db):
 
 def test_pii_is_masked_in_what_is_stored_not_in_the_answer(db):
     seed(db)
+    # Card numbers and an address no memory holds would make the question unsupported (abstention
+    # reads the share of its terms memory has): abstention is not what is tested here.
+    db.execute("SET ruvllm.abstain_below = 0")
     q = "My card 4111 1111 1111 1111 and mail dana@example.com: what does VACUUM do?"
     r = ask(db, q, session="pii-1", constraints={"max_tokens": 16})
     row = witness_rows(db, "request_id = %s", (r["request_id"],))[0]
