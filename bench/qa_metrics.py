@@ -57,6 +57,25 @@ def token_f1(answer, golds):
     return best
 
 
+# Words that carry no claim: an answer is not unsupported for using them.
+STOPWORDS = frozenset("""
+a an and are as at be by can do does for from has have how if in into is it its not of on or so
+that the their then there these this to was what when where which who will with you your
+""".split())
+
+
+def supported_share(answer, passages):
+    """Share of the answer's content tokens (not stopwords) that occur in the passages; 1.0 for an
+    answer without any. A verbatim extract scores 1.0; an answer inventing its terms, less."""
+    seen = set()
+    for p in passages:
+        seen.update(tokens(p))
+    content = [t for t in tokens(answer) if t not in STOPWORDS]
+    if not content:
+        return 1.0
+    return sum(t in seen for t in content) / len(content)
+
+
 def citations(text):
     """The source numbers an answer cites, in order of first citation: "[1]", "[2, 3]"."""
     seen = []

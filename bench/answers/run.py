@@ -22,7 +22,7 @@ for the supervised llama-server):
 Per configuration: contains-accuracy and token-F1 against the gold answers (bench/qa_metrics.py),
 citation precision (cited sources that are the gold section or contain a gold answer), abstention
 on the unanswerable questions (precision, recall) and false abstentions on answerable ones,
-hallucination rate (answered, not abstained, wrong, and not marked grounded), prompt tokens p50
+wrong answers, hallucination rate (wrong, and its words not in the passages it came from), prompt tokens p50
 (the witness row's prompt_tokens) and latency p50/p90 (the result's latency_ms.total). A
 configuration the build does not have is a row saying so. A run over a subset (--questions,
 --configs) is printed but not recorded in bench/RESULTS.md.
@@ -52,6 +52,9 @@ TARGET_ABSTAIN = 0.90
 TARGET_HALLUCINATED = 0.10
 TARGET_PROMPT_TOKENS = 300
 TARGET_P50_MS = 1000
+# An answer is unsupported (a hallucination, when it is also wrong) when less than this share of its
+# content words occur in the passages it came from (qa_metrics.supported_share).
+SUPPORTED_SHARE = 0.8
 
 
 def extra_args(ap):
@@ -66,6 +69,8 @@ def extra_args(ap):
     ap.add_argument("--cache-dir", default=str(pgdocs.REPO / ".ruvllm" / "pgdocs-cache"),
                     help="where the ingested slice is kept between runs ('' for nowhere)")
     ap.add_argument("--raw", help="also write every answer and the metrics as JSON to this file")
+    ap.add_argument("--report-from", metavar="RAW",
+                    help="ask nothing: render the report of an earlier run from its --raw file")
 
 
 def spread(items, n):
@@ -168,7 +173,7 @@ class Bench:
     def score(self, answers):
         by_id = {q["id"]: q for q in self.questions}
         acc, f1, cited, cited_ok, abst_u, abst_a, halluc, n_u, n_a = [], [], 0, 0, 0, 0, 0, 0, 0
-        lat, ptoks, grounded_known = [], [], 0
+        lat, ptoks, grounded_known, wrong = [], [], 0, 0
         for a in answers:
             q = by_id[a["qid"]]
             r = a["result"] or {}
@@ -198,8 +203,12 @@ class Bench:
                 abst_u += abstained
                 for n in M.citations(text):
                     cited += 1   # a citation for an answer the manual does not hold is never right
-            if not abstained and not right and grounded is not True:
-                halluc += 1
+            if not abstained and not right:
+                wrong += 1
+                # Judged by the bench, not by the pipeline's own check: the words it claims are
+                # not in the passages it was given.
+                if M.supported_share(text, [s["content"] for s in a["sources"]]) < SUPPORTED_SHARE:
+                    halluc += 1
         total = n_a + n_u
         abstentions = abst_u + abst_a
         return {
@@ -211,6 +220,7 @@ class Bench:
             "abstain_precision": abst_u / abstentions if abstentions else None,
             "false_abstentions": abst_a / n_a if n_a else None,
             "hallucinated": halluc / total if total else None,
+            "wrong": wrong / total if total else None,
             "grounded_reported": grounded_known,
             "prompt_tokens_p50": M.percentile(ptoks, 50),
             "p50_ms": M.percentile(lat, 50), "p90_ms": M.percentile(lat, 90),
@@ -246,7 +256,17 @@ class Bench:
                     self.facts.setdefault("config_s", {})[config] = time.perf_counter() - t0
                     self.runs[config] = out
             finally:
+                self.facts["load_end"] = os.getloadavg()[0]
                 server.stop(check=False)
+
+    def load_raw(self, path):
+        """An earlier run's answers (its --raw file), to score and report again."""
+        raw = json.loads(Path(path).read_text())
+        self.facts, self.questions, self.runs = raw["facts"], raw["questions"], raw["runs"]
+        self.configs = [c for c in CONFIGS if c in self.runs]
+        self.facts["scored_from_raw"] = True
+        self.subset = (len(self.questions) != len(self.all_questions)
+                       or set(self.configs) != set(CONFIGS))
 
     def estimate_full(self):
         """Seconds a full run (every question, every configuration) would take, from this run's
@@ -261,6 +281,8 @@ class Bench:
     def report(self):
         cpu, cores, mem, kernel = machine()
         c = self.facts.get("corpus", {})
+        load_end = (f"{self.facts['load_end']:.1f}" if "load_end" in self.facts
+                    else "not recorded")
         n_a = sum(q["answerable"] for q in self.questions)
         ingest = (f"ingested in {c['ingest_s']:.0f} s ({c.get('chunks_per_s', 0):.1f} chunks/s, "
                   f"{self.args.jobs} connections)" if c.get("ingest_s") else
@@ -270,7 +292,7 @@ class Bench:
             lines += [results.SUBSET_MARK, ""]
         lines += [
             f"`make bench-answers`, {time.strftime('%Y-%m-%d')}, {cpu}, {cores} cores, {mem:.0f} GiB, "
-            f"{kernel}; load average at the end {os.getloadavg()[0]:.1f}. ruvllm.inference = "
+            f"{kernel}; load average at the end {load_end}. ruvllm.inference = "
             f"{self.args.inference}, response cache off.", "",
             f"Memory: {c.get('pages')} pages of the PostgreSQL 17 manual (postgresql-doc-17), "
             f"{c.get('sections')} sections, {c.get('nodes')} nodes, {ingest}. Questions: {n_a} answerable "
@@ -278,20 +300,21 @@ class Bench:
             f"({sum(q['answerable'] for q in self.all_questions)} + "
             f"{sum(not q['answerable'] for q in self.all_questions)} in all).", "",
             "| configuration | contains-acc | token-F1 | citation precision (cited) | abstain P / R "
-            "(unanswerable) | false abstentions | hallucinated | prompt tokens p50 | p50 ms | p90 ms "
-            "| models | errors |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "(unanswerable) | false abstentions | wrong | hallucinated | grounded reported | prompt tokens p50 "
+            "| p50 ms | p90 ms | models | errors |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         scores = {}
         for config in self.configs:
             run = self.runs.get(config)
             if run is None or isinstance(run, str):
-                lines.append(f"| {config} | {run or 'not run'} |" + " |" * 10)
+                lines.append(f"| {config} | {run or 'not run'} |" + " |" * 12)
                 continue
             s = scores[config] = self.score(run)
             lines.append(
                 f"| {config} | {pc(s['accuracy'])} | {num(s['f1'], '.2f')} | "
                 f"{pc(s['citation_precision'])} ({s['citations']}) | {pc(s['abstain_precision'])} / "
-                f"{pc(s['abstain_recall'])} | {pc(s['false_abstentions'])} | {pc(s['hallucinated'])} | "
+                f"{pc(s['abstain_recall'])} | {pc(s['false_abstentions'])} | {pc(s['wrong'])} | "
+                f"{pc(s['hallucinated'])} | {s['grounded_reported']} | "
                 f"{num(s['prompt_tokens_p50'], '.0f')} | {num(s['p50_ms'], '.0f')} | "
                 f"{num(s['p90_ms'], '.0f')} | {', '.join(s['models'])} | {s['errors']} |")
         lines += ["", "Targets (issue 14; routed on the same questions as documents):", "",
@@ -319,10 +342,17 @@ class Bench:
             for name in ("unanswerable abstain", "hallucinated", "prompt tokens p50", "routed p50 latency"):
                 target(name, "routed not measured", None)
         lines.append("")
-        lines.append("Hallucinated: answered (not abstained), wrong (an unanswerable question answered "
-                     "counts as wrong) and not marked `grounded: true`; where a build reports no "
-                     "`grounded`, every wrong answer counts. Citation precision: cited [n] that are "
-                     "the gold section or contain a gold answer.")
+        if self.facts.get("scored_from_raw"):
+            lines.append("Scored again from this run's raw answers (`--report-from`), with the "
+                         "scoring of the current bench/answers/run.py.")
+            lines.append("")
+        lines.append("Wrong: answered (not abstained) and wrong, of all questions (an unanswerable "
+                     "question answered counts as wrong). Hallucinated: wrong, and less than "
+                     f"{SUPPORTED_SHARE:.0%} of its content words occur in the passages it came from "
+                     "(the sources' full text; judged by the bench, not by the pipeline's `grounded`: "
+                     "an extract of the wrong passage is wrong but not invented). Grounded reported: "
+                     "answers carrying a `grounded` true/false. Citation precision: cited [n] that "
+                     "are the gold section or contain a gold answer.")
         times = self.facts.get("config_s", {})
         if times:
             est = self.estimate_full()
@@ -353,7 +383,10 @@ def record(report_path, results_path):
 def main():
     args, scale = cli("answers", __doc__, record, SCALES, extra=extra_args)
     bench = Bench(args, scale)
-    bench.run()
+    if args.report_from:
+        bench.load_raw(args.report_from)
+    else:
+        bench.run()
     print_report(bench.report(), args.out)
     if args.raw:
         Path(args.raw).write_text(json.dumps(bench.raw(), indent=1, default=str))

@@ -99,6 +99,16 @@ def test_token_f1_by_hand():
     assert M.token_f1("", ["x"]) == 0.0
 
 
+def test_supported_share_by_hand():
+    passages = ["The default value of checkpoint_timeout is 5min.", "Checkpoints are written by the checkpointer."]
+    # content tokens [default, value, checkpoint_timeout, 5min]: all in the passages
+    assert M.supported_share("The default value of checkpoint_timeout is 5min [1].", passages) == 1.0
+    # [default, 30s, rotates, hourly]: only "default" is there
+    assert M.supported_share("The default is 30s; it rotates hourly.", passages) == pytest.approx(0.25)
+    assert M.supported_share("It is.", passages) == 1.0     # no content token, nothing claimed
+    assert M.supported_share("5min", []) == 0.0
+
+
 def test_citations():
     assert M.citations("Use X [2]. Also Y [1, 3] and again [2].") == [2, 1, 3]
     assert M.citations("no marks") == []
