@@ -2,8 +2,9 @@
 
 After attention has ranked the retrieved nodes, each node is split into sentences. A sentence
 that leans on the one before it (it starts with "This", "It", "They", "Because", ...) is taken
-together with that one, so a span never reads out of context; such a pair or a single sentence is
-a *unit*. Units of the best nodes (at most MAX_CANDIDATES, in rank order) are the candidates for the
+together with that one, so a span never reads out of context, and so is the sentence after a
+heading (a title, or the term a passage defines: "archive_command (string) The local shell
+command ..."), which is no unit alone; such a pair or a single sentence is a *unit*. Units of the best nodes (at most MAX_CANDIDATES, in rank order) are the candidates for the
 question. The candidates sharing most of the question's content words (ties in rank order)
 are embedded, at most MAX_EMBEDDED of them, and scored:
 
@@ -49,6 +50,8 @@ NODE_WEIGHT = 0.1
 NODE_OVERHEAD_TOKENS = 4
 # The extractive answer adds its second-best unit when that scores within this share of the best.
 EXTRACTIVE_SECOND = 0.92
+# A line of at most this many words without a sentence end is a heading (is_heading).
+HEADING_WORDS = 8
 # A "sentence" longer than this (a table row run, a code block) is cut into pieces of this many words.
 MAX_SENTENCE_WORDS = 60
 GAP = " ... "
@@ -116,6 +119,14 @@ def split_sentences(text):
             buf.append(line)
         out.extend(_split_prose(" ".join(buf)))
     return out
+
+
+def is_heading(sentence):
+    """Whether the "sentence" is a title or the term a passage defines ("Index Types",
+    "archive_command (string)"): a few words, no sentence end. It is not an answer by itself; the
+    sentence after it is read with it."""
+    words = sentence.split()
+    return 0 < len(words) <= HEADING_WORDS and not sentence.rstrip().endswith((".", "!", "?"))
 
 
 def leans_back(sentence):
@@ -198,7 +209,9 @@ def candidate_units(nodes, max_candidates=MAX_CANDIDATES):
         for i, s in enumerate(sents):
             if len(units) >= max_candidates:
                 return units, sentences
-            first = i - 1 if i > 0 and leans_back(s) else i
+            if is_heading(s) and i + 1 < len(sents):
+                continue   # read with the sentence after it
+            first = i - 1 if i > 0 and (leans_back(s) or is_heading(sents[i - 1])) else i
             units.append(Unit(pos, first, i, " ".join(sents[first:i + 1])))
     return units, sentences
 

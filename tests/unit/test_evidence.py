@@ -66,6 +66,22 @@ def test_a_sentence_that_leans_back_keeps_its_neighbour():
     assert (rotating.first, rotating.last) == (2, 3)
 
 
+def test_a_heading_is_read_with_the_sentence_after_it():
+    assert evidence.is_heading("Index Types")
+    assert evidence.is_heading("archive_command (string)")
+    assert not evidence.is_heading("The witness log is partitioned.")
+    assert not evidence.is_heading("It is.")     # short, but a sentence
+    doc = ("archive_command (string)\n\nThe local shell command to execute to archive a completed WAL "
+           "file segment. Any %p in the string is replaced by the path name of the file to archive.\n"
+           "\nSee Also")
+    units, sents = evidence.candidate_units([(0, doc, 1.0)])
+    assert sents[0][0] == "archive_command (string)"
+    # No unit is the heading alone; the sentence after it carries it. A final heading (nothing
+    # after it) stays a unit of its own.
+    assert [(u.first, u.last) for u in units] == [(0, 1), (2, 2), (3, 3)]
+    assert units[0].text.startswith("archive_command (string) The local shell command")
+
+
 def test_the_best_span_answers_and_is_within_budget():
     q = "How do I rotate the witness log?"
     qv = bag_embed([q])[0]
