@@ -22,8 +22,9 @@ for the supervised llama-server):
 Per configuration: contains-accuracy and token-F1 against the gold answers (bench/qa_metrics.py),
 citation precision (cited sources that are the gold section or contain a gold answer), abstention
 on the unanswerable questions (precision, recall) and false abstentions on answerable ones,
-wrong answers, hallucination rate (wrong, and its words not in the passages it came from), prompt tokens p50
-(the witness row's prompt_tokens) and latency p50/p90 (the result's latency_ms.total). A
+wrong answers, hallucination rate (wrong, and its words not in the passages it came from), prompt
+tokens p50 (the witness row's prompt_tokens) and latency p50/p90 (the result's latency_ms.total);
+--report-from scores an earlier run's raw answers again. A
 configuration the build does not have is a row saying so. A run over a subset (--questions,
 --configs) is printed but not recorded in bench/RESULTS.md.
 """

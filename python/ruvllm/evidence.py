@@ -4,9 +4,10 @@ After attention has ranked the retrieved nodes, each node is split into sentence
 that leans on the one before it (it starts with "This", "It", "They", "Because", ...) is taken
 together with that one, so a span never reads out of context, and so is the sentence after a
 heading (a title, or the term a passage defines: "archive_command (string) The local shell
-command ..."), which is no unit alone; such a pair or a single sentence is a *unit*. Units of the best nodes (at most MAX_CANDIDATES, in rank order) are the candidates for the
-question. The candidates sharing most of the question's content words (ties in rank order)
-are embedded, at most MAX_EMBEDDED of them, and scored:
+command ..."), which is no unit alone; such a pair or a single sentence is a *unit*. Units of
+the best nodes (at most MAX_CANDIDATES, in rank order) are the candidates for the question. The
+candidates sharing most of the question's content words (ties in rank order) are embedded, at
+most MAX_EMBEDDED of them, and scored:
 
     score = cosine(MiniLM(unit), question)                         semantic match
           + LEXICAL_WEIGHT * |question words in unit| / |question words|   the question's own terms

@@ -16,7 +16,7 @@ rarest) are used.
 
 lexical_ctes gives the statement as CTEs over $2 (tenant) and $3 (question) and the filter on
 alias n, to be joined into one candidate statement (memory.py); COVERAGE is each candidate's share
-of the question's term weight (IDF), which abstention reads (grounding.question_support).
+of the question's term weight (IDF), which abstention reads (abstention.question_support).
 """
 
 K1 = 1.2
@@ -25,6 +25,14 @@ MAX_TERMS = 64
 PROBE_DOCS = 1000      # documents the probe terms may match together (document frequencies)
 MATCH_LIMIT = 2000     # nodes scored at most (the statistics may lag the table)
 CONFIG = "english"
+
+
+def query_terms_in(lexemes):
+    """SQL: the question's terms (query_lexemes q) among the tsvector `lexemes`, with their
+    positions (tf), as rows (lexeme, positions, weights): marked with weight A and kept by
+    ts_filter, in C, instead of unnesting every lexeme of the node."""
+    return (f"pg_catalog.unnest(pg_catalog.ts_filter(pg_catalog.setweight(pg_catalog.setweight("
+            f"{lexemes}, 'D'), 'A', q.lexemes), '{{a}}'))")
 
 
 def lexical_ctes(filter_sql, depth):
@@ -59,15 +67,13 @@ def lexical_ctes(filter_sql, depth):
     ), query_lexemes AS (
         SELECT pg_catalog.array_agg(lexeme) AS lexemes FROM weighted
     ), lexical AS (
-        -- Each node's query terms alone, with their positions (tf): marked with weight A and
-        -- kept by ts_filter, in C, instead of unnesting every lexeme of the node.
+        -- Each node's query terms alone, with their positions (tf).
         SELECT m.id,
                sum(w.idf * (tf.n * {K1 + 1}) / (tf.n + {K1} * (1 - {B} + {B} * pg_catalog.length(m.lexemes) / c.avgdl)))
                    AS score
           FROM matched m
          CROSS JOIN query_lexemes q
-         CROSS JOIN LATERAL pg_catalog.unnest(pg_catalog.ts_filter(
-                   pg_catalog.setweight(pg_catalog.setweight(m.lexemes, 'D'), 'A', q.lexemes), '{{a}}')) AS u
+         CROSS JOIN LATERAL {query_terms_in("m.lexemes")} AS u
          CROSS JOIN LATERAL (SELECT COALESCE(pg_catalog.cardinality(u.positions), 1)::float8 AS n) tf
           JOIN weighted w ON w.lexeme = u.lexeme
          CROSS JOIN corpus c
@@ -80,9 +86,8 @@ def lexical_ctes(filter_sql, depth):
 # Of the question's terms' IDF, the share node n contains (NULL for a question without terms):
 # similarity alone does not tell "the default of checkpoint_timeout" from "the default of
 # turbo_vacuum_mode", a term no memory holds. Over the rows of lexical_ctes' statement.
-COVERAGE = """(SELECT sum(w.idf) FROM query_lexemes q
-           CROSS JOIN LATERAL pg_catalog.unnest(pg_catalog.ts_filter(
-                   pg_catalog.setweight(pg_catalog.setweight(n.lexemes, 'D'), 'A', q.lexemes), '{a}')) AS u
+COVERAGE = f"""(SELECT sum(w.idf) FROM query_lexemes q
+           CROSS JOIN LATERAL {query_terms_in("n.lexemes")} AS u
            JOIN weighted w ON w.lexeme = u.lexeme)
        / NULLIF((SELECT sum(idf) FROM weighted), 0)"""
 
