@@ -217,16 +217,21 @@ def candidate_units(nodes, max_candidates=MAX_CANDIDATES):
     return units, sentences
 
 
-def select(question, query_vec, nodes, budget_tokens, count_tokens, *, embed=None,
-           max_candidates=MAX_CANDIDATES, max_embedded=MAX_EMBEDDED, max_units=MAX_UNITS,
-           relative_floor=RELATIVE_FLOOR):
-    """The evidence of nodes [(row index, text, attention score)] (rank order) for the question,
-    within budget_tokens of count_tokens(text). See the module docstring."""
+@dataclasses.dataclass
+class Candidates:
+    """The units select scores (at most max_embedded, in node and document order) and the
+    sentences of every node: what select may count tokens of is known before it runs."""
+    units: list
+    sentences: list
+
+    def texts(self):
+        """The sentences select may count the tokens of: those of its units."""
+        return [self.sentences[u.node][i] for u in self.units for i in range(u.first, u.last + 1)]
+
+
+def candidates(question, nodes, max_candidates=MAX_CANDIDATES, max_embedded=MAX_EMBEDDED):
+    """The Candidates of nodes [(row index, text, attention score)] (rank order) for the question."""
     units, sentences = candidate_units(nodes, max_candidates)
-    empty = Selection([], [], 0)
-    empty._position = {}
-    if not units or budget_tokens < 1:
-        return empty
     qwords = set(grounding.content_words(question))
     for u in units:
         u.overlap = len(qwords & set(grounding.content_words(u.text))) / len(qwords) if qwords else 0.0
@@ -234,6 +239,21 @@ def select(question, query_vec, nodes, budget_tokens, count_tokens, *, embed=Non
     # rank order) are embedded and scored.
     units = sorted(units, key=lambda u: -u.overlap)[:max_embedded]
     units.sort(key=lambda u: (u.node, u.first, u.last))
+    return Candidates(units, sentences)
+
+
+def select(question, query_vec, nodes, budget_tokens, count_tokens, *, embed=None,
+           max_candidates=MAX_CANDIDATES, max_embedded=MAX_EMBEDDED, max_units=MAX_UNITS,
+           relative_floor=RELATIVE_FLOOR, prepared=None):
+    """The evidence of nodes [(row index, text, attention score)] (rank order) for the question,
+    within budget_tokens of count_tokens(text). See the module docstring. prepared: the nodes'
+    candidates(question, nodes), when the caller has made them (to count their texts first)."""
+    prep = prepared if prepared is not None else candidates(question, nodes, max_candidates, max_embedded)
+    units, sentences = prep.units, prep.sentences
+    empty = Selection([], [], 0)
+    empty._position = {}
+    if not units or budget_tokens < 1:
+        return empty
     vecs = _embed_cached([u.text for u in units], embed or _default_embed)
     q = np.asarray(query_vec, dtype=np.float32)
     best_node = max((float(s) for _, _, s in nodes), default=0.0) or 1.0
@@ -259,7 +279,7 @@ def select(question, query_vec, nodes, budget_tokens, count_tokens, *, embed=Non
             # The best unit alone is over the budget: its first words, not nothing.
             from .attention import _cut_to_fit
             room = max(1, remaining - NODE_OVERHEAD_TOKENS)
-            u = dataclasses.replace(u, text=_cut_to_fit(u.text, room, count_tokens))
+            u = dataclasses.replace(u, text=_cut_to_fit(u.text, room, count_tokens, about=cost))
             kept.append(u)
             chosen[u.node] = {"cut": u.text}
             break
