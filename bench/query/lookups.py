@@ -1,0 +1,341 @@
+"""bench/query's measures of two request-path stages, each side by side with what it replaced:
+
+  * response-cache lookups (exact and semantic) at CACHED answers in ruvllm.response_cache,
+    timed in the backend around cache.lookup_exact / cache.lookup_semantic, hits and misses,
+    with the plans PostgreSQL chose (EXPLAIN ANALYZE of the same statement as a generic plan,
+    which is what PL/Python's saved plans become);
+  * the token-counting stage of attention: tokenizer calls, texts counted and milliseconds per
+    request, with the backend's count_tokens_many (one call, an LRU of counts) and with 0.3.0's
+    tokenizer path (llama_cpp.Llama.tokenize, one text a call, no cache) on the same requests.
+
+Used by run.py (phases `cache` and `tokens`; `--only cache,tokens` runs just these).
+"""
+import hashlib
+import json
+import re
+import time
+
+import numpy as np
+
+DIM = 384
+# Shares of the cached answers: most under the constraints the probes use, the rest under
+# others and in other tenants, so the semantic lookup's filters have rows to skip.
+OTHER_CONSTRAINTS = ('{"max_tokens":64}', '{"model":"gemma-3-270m"}')
+OTHER_TENANTS = ("tenant-a", "tenant-b")
+PROBE_CONSTRAINTS = '{"max_tokens":32}'
+MIN_SIMILARITY = 0.95   # ruvllm.cache_similarity's default
+# A semantic hit probe: a cached question's vector moved by this much noise (cosine ~0.99).
+HIT_NOISE = 0.1
+_SPACE = re.compile(r"\s+")
+
+# The statements before issue 16 (python/ruvllm/cache.py at 64457c9), kept to time side by side.
+BEFORE = {
+    "exact": """
+        SELECT id, response::text AS response, 1.0::float8 AS similarity
+          FROM ruvllm.response_cache
+         WHERE tenant = $1 AND query_hash = $2 AND constraints_key = $3
+           AND expires_at > pg_catalog.clock_timestamp()
+         ORDER BY created_at DESC LIMIT 1""",
+    "semantic": """
+        SELECT id, response::text AS response,
+               1 - (query_embedding OPERATOR(public.<=>) $2) AS similarity
+          FROM ruvllm.response_cache
+         WHERE tenant = $1 AND constraints_key = $3 AND expires_at > pg_catalog.clock_timestamp()
+         ORDER BY query_embedding OPERATOR(public.<=>) $2
+         LIMIT 1""",
+}
+
+SETUP_SQL = """
+CREATE TABLE bench.cache_stage (tenant text, query text, query_hash text, constraints_key text,
+                                embedding vector(384), response text);
+-- Cache lookups in the backend, one statement for all probes: kind exact | semantic, how
+-- before | after (after: ruvllm's cache module as it is; before: BEFORE's statements).
+CREATE FUNCTION bench.cache_lookups(kind text, how text, before_sql text, hashes text[],
+                                    ckeys text[], vecs real[], min_similarity float8)
+RETURNS jsonb
+LANGUAGE plpython3u SET search_path = pg_catalog, pg_temp AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json, time
+import numpy as np
+from ruvllm import cache, sqlglue
+n = len(ckeys)
+vectors = np.asarray(vecs, dtype=np.float32).reshape(n, 384) if vecs else None
+if how == "before":
+    types = ["text", "text", "text"] if kind == "exact" else ["text", "public.vector", "text"]
+    plan = plpy.prepare(before_sql, types)
+out = []
+for i in range(n):
+    t0 = time.perf_counter()
+    if how == "after":
+        if kind == "exact":
+            hit = cache.lookup_exact(plpy, "", hashes[i], ckeys[i])
+        else:
+            hit = cache.lookup_semantic(plpy, "", vectors[i], ckeys[i], min_similarity)
+    else:
+        if kind == "exact":
+            rows = plpy.execute(plan, ["", hashes[i], ckeys[i]])
+        else:
+            rows = plpy.execute(plan, ["", sqlglue.vector_literal(vectors[i]), ckeys[i]])
+        hit = None
+        if rows and float(rows[0]["similarity"]) >= min_similarity:
+            hit = json.loads(rows[0]["response"])
+            hit["cache_id"] = rows[0]["id"]
+    out.append({"ms": (time.perf_counter() - t0) * 1000, "hit": hit is not None,
+                "id": None if hit is None else hit["cache_id"]})
+return json.dumps(out)
+$$;
+-- The token-counting stage of attention, generation stubbed: how = after (the backend's
+-- count_tokens_many) or before (Llama.tokenize, one text a call, no cache). Per request: the
+-- stage's calls of the backend, tokenizer calls, texts counted, and ms in them.
+CREATE FUNCTION bench.token_counting(qs text[], how text) RETURNS jsonb
+LANGUAGE plpython3u SET search_path = pg_catalog, pg_temp AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json, time
+from ruvllm import generation, query as pipeline
+
+class Counting(generation.GenerationBackend):
+    def __init__(self, how):
+        self.real = generation.default_backend()
+        self.max_loaded = self.real.max_loaded
+        self.how = how
+        self.reset()
+    def reset(self):
+        self.calls = self.tokenizer_calls = self.texts = 0
+        self.ms = 0.0
+    def count_tokens_many(self, model, texts):
+        t0 = time.perf_counter()
+        self.calls += 1
+        if self.how == "after":
+            counts = self.real.token_counts
+            calls, done = counts.calls, counts.texts
+            out = self.real.count_tokens_many(model, texts)
+            self.tokenizer_calls += counts.calls - calls
+            self.texts += counts.texts - done
+        else:
+            llm = self.real._llama(model)
+            out = [len(llm.tokenize(t.encode("utf-8"), add_bos=False, special=False)) for t in texts]
+            self.tokenizer_calls += len(texts)
+            self.texts += len(texts)
+        self.ms += (time.perf_counter() - t0) * 1000
+        return out
+    def generate(self, model, prompt, **kw):
+        return generation.GenerationResult("(stub)", 0, 0, 0.0, "stop")
+
+stub = Counting(how)
+constraints = json.dumps({"max_tokens": 31})
+calls = []
+for q in qs:
+    stub.reset()
+    t0 = time.perf_counter()
+    r = pipeline.run(plpy, q, None, constraints, backend=stub)
+    calls.append({"ms": (time.perf_counter() - t0) * 1000, "request_id": r["request_id"],
+                  "cache_hit": bool(r.get("cache_hit")), "count_calls": stub.calls,
+                  "tokenizer_calls": stub.tokenizer_calls, "texts": stub.texts,
+                  "count_ms": stub.ms, "model": (r.get("routing") or {}).get("model")})
+return json.dumps(calls)
+$$;
+"""
+
+FILL_SQL = """
+    INSERT INTO ruvllm.response_cache (tenant, query, query_hash, constraints_key, query_embedding,
+                                       response, request_id, expires_at)
+    SELECT tenant, query, query_hash, constraints_key, embedding, response::jsonb,
+           gen_random_uuid(), now() + interval '1 day'
+      FROM bench.cache_stage"""
+
+
+def query_hash(q):
+    """cache.query_hash's value (the bench does not import the package's plpy-side modules)."""
+    return hashlib.sha256(_SPACE.sub(" ", q.strip().lower()).encode("utf-8")).hexdigest()
+
+
+def fake_answer(q, excerpts):
+    """An entry of the size cache.store writes: text, confidence, three sources, routing."""
+    return json.dumps({
+        "request_id": "00000000-0000-0000-0000-000000000000", "text": f"An answer to: {q} [1]",
+        "confidence": 0.8, "grounded": True, "abstained": False,
+        "sources": [{"id": "00000000-0000-0000-0000-00000000000%d" % i, "excerpt": e[:200],
+                     "score": 0.3, "hop": 0, "distance": 0.2, "evidence": [e[:120]]}
+                    for i, e in enumerate(excerpts)],
+        "routing": {"model": "smollm2-135m-instruct", "context_size": 256, "temperature": 0.3,
+                    "top_p": 0.9, "confidence": 0.7, "used_default": False, "explored": False,
+                    "policy_version": 1}, "cache_hit": False})
+
+
+def fill_cache(conn, rng, real_vecs, real_texts, n, vector_bytes):
+    """n cached answers (80% under PROBE_CONSTRAINTS in the default tenant); returns what the
+    probes need: [(query_hash, vector)] of those."""
+    conn.execute("TRUNCATE ruvllm.response_cache")
+    base = rng.integers(0, len(real_vecs), n)
+    vecs = real_vecs[base] + rng.standard_normal((n, DIM)).astype(np.float32) * (0.5 / np.sqrt(DIM))
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    vecs = vecs.astype(np.float32)
+    probe_rows = []
+    with conn.cursor() as cur:
+        cur.execute("TRUNCATE bench.cache_stage")
+        with cur.copy("COPY bench.cache_stage FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(["text", "text", "text", "text", "bytea", "text"])
+            for j in range(n):
+                u = rng.random()
+                tenant = OTHER_TENANTS[j % 2] if u < 0.1 else ""
+                ckey = OTHER_CONSTRAINTS[j % 2] if 0.1 <= u < 0.2 else PROBE_CONSTRAINTS
+                q = f"Cached question {j} about {real_texts[base[j]][:60]}?"
+                h = query_hash(q)
+                excerpts = [real_texts[(base[j] + i) % len(real_texts)] for i in range(3)]
+                cp.write_row((tenant, q, h, ckey, vector_bytes(vecs[j]), fake_answer(q, excerpts)))
+                if tenant == "" and ckey == PROBE_CONSTRAINTS:
+                    probe_rows.append((h, vecs[j]))
+    conn.execute(FILL_SQL)
+    conn.execute("VACUUM ANALYZE ruvllm.response_cache")
+    return probe_rows
+
+
+def probes(rng, rows, n):
+    """(exact hit, exact miss, semantic hit, semantic miss) probes: (hashes, vectors) each."""
+    pick = rng.choice(len(rows), n, replace=False)
+    hashes = [rows[i][0] for i in pick]
+    near = np.array([rows[i][1] for i in pick]) + rng.standard_normal((n, DIM)).astype(np.float32) \
+        * (HIT_NOISE / np.sqrt(DIM))
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    far = rng.standard_normal((n, DIM)).astype(np.float32)
+    far /= np.linalg.norm(far, axis=1, keepdims=True)
+    missing = [hashlib.sha256(b"absent %d" % i).hexdigest() for i in range(n)]
+    return {"exact hit": (hashes, None), "exact miss": (missing, None),
+            "semantic hit": (None, near.astype(np.float32)), "semantic miss": (None, far.astype(np.float32))}
+
+
+def time_lookups(conn, kind, how, hashes, vecs):
+    n = len(hashes) if hashes is not None else len(vecs)
+    flat = [] if vecs is None else [float(x) for x in vecs.reshape(-1)]
+    r = conn.execute("SELECT bench.cache_lookups(%s, %s, %s, %s::text[], %s::text[], %s::real[], %s)",
+                     [kind, how, BEFORE[kind], hashes or [""] * n, [PROBE_CONSTRAINTS] * n, flat,
+                      MIN_SIMILARITY]).fetchone()[0]
+    return r
+
+
+def plans(conn, sql_by_name, params_by_name):
+    """EXPLAIN (ANALYZE, BUFFERS) of each statement as a generic plan (PL/Python's saved plans
+    become generic after five executions when that is not costlier; forcing it shows that one)."""
+    out = {}
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    try:
+        for name, sql in sql_by_name.items():
+            types = "text, text, text" if "exact" in name else "text, public.vector, text"
+            conn.execute("DEALLOCATE ALL")
+            conn.execute(f"PREPARE bench_lookup ({types}) AS {sql}")
+            args = params_by_name[name]
+            rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_lookup (%s, %s, %s)", args).fetchall()
+            out[name] = "\n".join(r[0] for r in rows)
+    finally:
+        conn.execute("DEALLOCATE ALL")
+        conn.execute("RESET plan_cache_mode")
+    return out
+
+
+def plan_shape(text):
+    """The plan's nodes, outermost first, and its execution time: 'Limit > Index Scan using x (0.12 ms)'."""
+    nodes = []
+    for line in text.splitlines():
+        s = line.strip().lstrip("->").strip()
+        m = re.match(r"([A-Z][A-Za-z ]+?)(?: using (\S+))?(?: on \S+)?(?: \w+)?\s+\(cost", s)
+        if m:
+            nodes.append(m.group(1) + (f" using {m.group(2)}" if m.group(2) else ""))
+    ms = re.search(r"Execution Time: ([\d.]+) ms", text)
+    return " > ".join(nodes) + (f" ({float(ms.group(1)):.2f} ms)" if ms else "")
+
+
+def measure_cache(conn, rng, real_vecs, real_texts, n_cached, n_probes, vector_bytes, cache_sql):
+    """The cache phase: fill, probe before and after, plans. cache_sql: {'exact', 'semantic'}
+    statements of python/ruvllm/cache.py now (for their plans)."""
+    rows = fill_cache(conn, rng, real_vecs, real_texts, n_cached, vector_bytes)
+    ps = probes(rng, rows, min(n_probes, len(rows)))
+    conn.execute("SELECT bench.cache_lookups('exact', 'after', '', ARRAY['x'], ARRAY['x'], '{}', 1)")  # warm
+    res = {}
+    for probe, (hashes, vecs) in ps.items():
+        kind = probe.split()[0]
+        for how in ("before", "after", "before", "after"):   # interleaved, each twice
+            r = time_lookups(conn, kind, how, hashes, vecs)
+            res.setdefault(f"{probe}|{how}", []).extend(r)
+    vec0 = "[" + ",".join("%.7g" % x for x in ps["semantic hit"][1][0]) + "]"
+    args = {"exact": ["", ps["exact hit"][0][0], PROBE_CONSTRAINTS],
+            "semantic": ["", vec0, PROBE_CONSTRAINTS]}
+    sql = {f"{k} before": BEFORE[k] for k in BEFORE}
+    sql.update({f"{k} after": v for k, v in cache_sql.items()})
+    explained = plans(conn, sql, {name: args[name.split()[0]] for name in sql})
+    total = conn.execute("SELECT count(*) FROM ruvllm.response_cache").fetchone()[0]
+    return dict(cached=total, probe_rows=len(rows), probes=n_probes, results=res, plans=explained)
+
+
+def measure_tokens(conn, questions_before, questions_after):
+    """The tokens phase: the same number of distinct questions with each counting path (the
+    cache is emptied first, so every request counts)."""
+    conn.execute("TRUNCATE ruvllm.response_cache")
+    conn.execute("SELECT bench.token_counting(%s, 'after')", [questions_after[:2]])   # warm up
+    out = {}
+    half = len(questions_before) // 2
+    # Interleaved halves, so neither side gets the quieter minute.
+    for how, qs in (("before", questions_before[:half]), ("after", questions_after[:half]),
+                    ("before", questions_before[half:]), ("after", questions_after[half:])):
+        out.setdefault(how, []).extend(conn.execute("SELECT bench.token_counting(%s, %s)", [qs, how]).fetchone()[0])
+    return out
+
+
+def _pct(xs, q):
+    return float(np.percentile(xs, q)) if len(xs) else float("nan")
+
+
+def report_lines(out):
+    """The report's paragraphs and table rows for these two phases (markdown lines)."""
+    L = []
+    c = out.get("cache_lookups")
+    if c:
+        L.append(f"**Response-cache lookups** at {c['cached']} cached answers ({c['probe_rows']} in "
+                 f"the probes' tenant and constraints, the rest in two other tenants or under other "
+                 f"constraints), in the backend (PL/Python, around `cache.lookup_exact` / "
+                 f"`cache.lookup_semantic`, parsing the entry included), {c['probes']} probes of each "
+                 f"kind x 2, before (the statements of 64457c9) and after interleaved. Semantic hit: a "
+                 f"cached question's vector plus noise of norm {HIT_NOISE}; miss: a random vector "
+                 f"(nothing at cosine ≥ {MIN_SIMILARITY}). Targets: exact ≤ 1 ms, semantic ≤ 2 ms.")
+        L.append("")
+        L.append("| lookup | before p50 / p99 (ms) | after p50 / p99 (ms) | hits before / after | target |")
+        L.append("| --- | --- | --- | --- | --- |")
+        for probe in ("exact hit", "exact miss", "semantic hit", "semantic miss"):
+            b, a = c["results"].get(f"{probe}|before", []), c["results"].get(f"{probe}|after", [])
+            if not a:
+                continue
+            bms, ams = [r["ms"] for r in b], [r["ms"] for r in a]
+            limit = 1.0 if probe.startswith("exact") else 2.0
+            met = "met" if _pct(ams, 50) <= limit and _pct(ams, 99) <= limit else \
+                ("p50 met" if _pct(ams, 50) <= limit else "**not met**")
+            L.append(f"| {probe} | {_pct(bms, 50):.3f} / {_pct(bms, 99):.3f} | {_pct(ams, 50):.3f} / "
+                     f"{_pct(ams, 99):.3f} | {sum(r['hit'] for r in b)}/{len(b)} / "
+                     f"{sum(r['hit'] for r in a)}/{len(a)} | ≤ {limit:g} ms: {met} |")
+        L.append("")
+        L.append("Plans (generic, EXPLAIN ANALYZE of one hit): " + "; ".join(
+            f"{name}: {plan_shape(text)}" for name, text in c["plans"].items()) + ".")
+        L.append("")
+    t = out.get("token_counting")
+    if t:
+        def col(rows, key, fmt="{:.2f}"):
+            xs = [r[key] for r in rows if not r["cache_hit"]]
+            return f"{fmt.format(_pct(xs, 50))} / {fmt.format(_pct(xs, 99))}"
+        b, a = t["before"], t["after"]
+        n_b = sum(not r["cache_hit"] for r in b)
+        n_a = sum(not r["cache_hit"] for r in a)
+        L.append(f"**Token counting** in attention (generation stubbed, `bench.token_counting`): "
+                 f"{n_b} + {n_a} distinct questions, before = 0.3.0's tokenizer path "
+                 f"(`Llama.tokenize`, one text a call, no cache) and after = the backend's "
+                 f"`count_tokens_many` (one tokenizer call for the request's texts, an LRU of "
+                 f"counts by model and text), on the same texts the request announces; interleaved "
+                 f"halves. Per request, p50 / p99:")
+        L.append("")
+        L.append("| per request | before | after |")
+        L.append("| --- | --- | --- |")
+        L.append(f"| tokenizer calls | {col(b, 'tokenizer_calls', '{:.0f}')} | {col(a, 'tokenizer_calls', '{:.0f}')} |")
+        L.append(f"| texts tokenised | {col(b, 'texts', '{:.0f}')} | {col(a, 'texts', '{:.0f}')} |")
+        L.append(f"| count_tokens_many calls by the pipeline | {col(b, 'count_calls', '{:.0f}')} | "
+                 f"{col(a, 'count_calls', '{:.0f}')} |")
+        L.append(f"| ms in token counting | {col(b, 'count_ms', '{:.3f}')} | {col(a, 'count_ms', '{:.3f}')} |")
+        L.append(f"| request, generation stubbed (ms) | {col(b, 'ms')} | {col(a, 'ms')} |")
+        L.append("")
+    return L
