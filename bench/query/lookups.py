@@ -23,7 +23,7 @@ DIM = 384
 OTHER_CONSTRAINTS = ('{"max_tokens":64}', '{"model":"gemma-3-270m"}')
 OTHER_TENANTS = ("tenant-a", "tenant-b")
 PROBE_CONSTRAINTS = '{"max_tokens":32}'
-MIN_SIMILARITY = 0.95   # ruvllm.cache_similarity's default
+MIN_SIMILARITY = 0.97   # ruvllm.cache_similarity's default
 # A semantic hit probe: a cached question's vector moved by this much noise (cosine ~0.99).
 HIT_NOISE = 0.1
 _SPACE = re.compile(r"\s+")
