@@ -16,6 +16,7 @@ import re
 import time
 
 import numpy as np
+from psycopg import sql as psql
 
 DIM = 384
 # Shares of the cached answers: most under the constraints the probes use, the rest under
@@ -57,6 +58,7 @@ LANGUAGE plpython3u SET search_path = pg_catalog, pg_temp AS $$
 if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
 import json, time
 import numpy as np
+from psycopg import sql as psql
 from ruvllm import cache, sqlglue
 n = len(ckeys)
 vectors = np.asarray(vecs, dtype=np.float32).reshape(n, 384) if vecs else None
@@ -224,7 +226,9 @@ def plans(conn, sql_by_name, params_by_name):
             conn.execute("DEALLOCATE ALL")
             conn.execute(f"PREPARE bench_lookup ({types}) AS {sql}")
             args = params_by_name[name]
-            rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_lookup (%s, %s, %s)", args).fetchall()
+            # EXECUTE takes no bound parameters: the values as literals, quoted by psycopg.
+            rows = conn.execute(psql.SQL("EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_lookup ({}, {}, {})").format(
+                *map(psql.Literal, args))).fetchall()
             out[name] = "\n".join(r[0] for r in rows)
     finally:
         conn.execute("DEALLOCATE ALL")

@@ -53,7 +53,7 @@ STAGES = ("embedding", "retrieval", "routing", "attention", "generation")
 SCALES = {
     # A smoke run: every phase, a few calls each.
     "small": dict(real=300, sizes=(2_000, 10_000), queries=8, warmup=1, cache=5,
-                  gen_reps=2, gen_tokens=32, budget_s=60, stub=10, cached=2_000, probes=20,
+                  gen_reps=2, gen_tokens=32, budget_s=60, stub=10, cached=10_000, probes=30,
                   token_queries=10),
     "default": dict(real=2_000, sizes=(10_000, 100_000), queries=100, warmup=3, cache=50,
                     gen_reps=5, gen_tokens=128, budget_s=270, stub=100, cached=10_000, probes=200,
@@ -204,7 +204,9 @@ LOAD_NODES_SQL = """
 # What ingest_many counts for new nodes (lexical.COUNT_NEW_NODES), for the staged ones: without
 # it BM25's document frequencies were those of the real documents alone, and the lexical probe,
 # bounded by them to ~PROBE_DOCS nodes, scored up to MATCH_LIMIT.
-LOAD_LEXICAL_STATS_SQL = lexical.COUNT_NEW_NODES.replace("$1::uuid[]", "(SELECT pg_catalog.array_agg(id) FROM bench.stage)")
+# (The array cast: "= ANY((SELECT ...))" would compare each id with the whole array.)
+LOAD_LEXICAL_STATS_SQL = lexical.COUNT_NEW_NODES.replace(
+    "$1::uuid[]", "(SELECT pg_catalog.array_agg(id) FROM bench.stage)::uuid[]")
 # graph.insert_edges's statement, from a staging table.
 LOAD_EDGES_SQL = """
     INSERT INTO ruvllm_graph."SameTopic" (start_id, end_id, properties)

@@ -220,13 +220,32 @@ def candidate_units(nodes, max_candidates=MAX_CANDIDATES):
 @dataclasses.dataclass
 class Candidates:
     """The units select scores (at most max_embedded, in node and document order) and the
-    sentences of every node: what select may count tokens of is known before it runs."""
+    sentences of every node; once scored, the units best first (ranked). What select may count
+    the tokens of is then known before it runs (texts)."""
     units: list
     sentences: list
+    ranked: list = None
 
-    def texts(self):
-        """The sentences select may count the tokens of: those of its units."""
-        return [self.sentences[u.node][i] for u in self.units for i in range(u.first, u.last + 1)]
+    def score(self, query_vec, nodes, embed=None):
+        """Scores the units (see the module docstring) and ranks them, best first."""
+        vecs = _embed_cached([u.text for u in self.units], embed or _default_embed) if self.units else []
+        q = np.asarray(query_vec, dtype=np.float32)
+        best_node = max((float(s) for _, _, s in nodes), default=0.0) or 1.0
+        for u, v in zip(self.units, vecs):
+            u.vec = v
+            u.similarity = float(v @ q)
+            u.score = u.similarity + LEXICAL_WEIGHT * u.overlap + NODE_WEIGHT * float(nodes[u.node][2]) / best_node
+        self.ranked = sorted(self.units, key=lambda u: -u.score)   # stable: ties keep rank and document order
+        return self
+
+    def texts(self, relative_floor=RELATIVE_FLOOR):
+        """The sentences select may count the tokens of: those of the units it may keep (once
+        scored: the best, and those within relative_floor of it; else all)."""
+        units = self.units
+        if self.ranked:
+            top = self.ranked[0].score
+            units = [u for i, u in enumerate(self.ranked) if i == 0 or u.score >= relative_floor * top]
+        return [self.sentences[u.node][i] for u in units for i in range(u.first, u.last + 1)]
 
 
 def candidates(question, nodes, max_candidates=MAX_CANDIDATES, max_embedded=MAX_EMBEDDED):
@@ -247,21 +266,15 @@ def select(question, query_vec, nodes, budget_tokens, count_tokens, *, embed=Non
            relative_floor=RELATIVE_FLOOR, prepared=None):
     """The evidence of nodes [(row index, text, attention score)] (rank order) for the question,
     within budget_tokens of count_tokens(text). See the module docstring. prepared: the nodes'
-    candidates(question, nodes), when the caller has made them (to count their texts first)."""
+    candidates(question, nodes), maybe scored, when the caller has made them (to count their
+    texts first)."""
     prep = prepared if prepared is not None else candidates(question, nodes, max_candidates, max_embedded)
     units, sentences = prep.units, prep.sentences
     empty = Selection([], [], 0)
     empty._position = {}
     if not units or budget_tokens < 1:
         return empty
-    vecs = _embed_cached([u.text for u in units], embed or _default_embed)
-    q = np.asarray(query_vec, dtype=np.float32)
-    best_node = max((float(s) for _, _, s in nodes), default=0.0) or 1.0
-    for u, v in zip(units, vecs):
-        u.vec = v
-        u.similarity = float(v @ q)
-        u.score = u.similarity + LEXICAL_WEIGHT * u.overlap + NODE_WEIGHT * float(nodes[u.node][2]) / best_node
-    ranked = sorted(units, key=lambda u: -u.score)   # stable: ties keep rank and document order
+    ranked = (prep if prep.ranked is not None else prep.score(query_vec, nodes, embed)).ranked
     top = ranked[0].score
     kept, chosen, remaining = [], {}, int(budget_tokens)
     for u in ranked:

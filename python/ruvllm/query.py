@@ -260,7 +260,8 @@ def attend(plpy, req):
             ranked = [n for n in ranked if n.score >= MIN_RELATIVE_SCORE * ranked[0].score]
         if style == "evidence" or extractive:
             nodes = [(n.index, rows[n.index]["content"], n.score) for n in ranked]
-            prepared = evidence.candidates(req.query, nodes)
+            # Scored first: only the sentences of units that may be kept are counted.
+            prepared = evidence.candidates(req.query, nodes).score(req.vec, nodes)
             count.want(prepared.texts())
         else:
             count.want(rows[n.index]["content"] for n in ranked)
