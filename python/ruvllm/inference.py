@@ -148,7 +148,7 @@ class ServerBackend(generation.GenerationBackend):
         self.interrupt_check = interrupt_check or (lambda: None)
         self.timeout = float(timeout)
         self.api_key = api_key
-        self._token_counts = _TOKEN_COUNTS
+        self.token_counts = _TOKEN_COUNTS
         self._endpoints = {}
         self._last_check = 0.0
         self.last_cancelled = False
@@ -242,7 +242,7 @@ class ServerBackend(generation.GenerationBackend):
     # -- GenerationBackend
 
     def count_tokens_many(self, model, texts):
-        return self._token_counts.count_many(model, texts, self._tokenize_many)
+        return self.token_counts.count_many(model, texts, self._tokenize_many)
 
     def _tokenize_many(self, model, texts):
         """Counts from the server's /tokenize: one request for all the texts where the endpoints

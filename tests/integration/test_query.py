@@ -312,7 +312,8 @@ def test_pii_is_masked_in_what_is_stored_not_in_the_answer(db):
 # A test double around the real generator, reachable only through this function (created by the
 # test, a superuser, in its own database): it records every token count the pipeline asks for,
 # the prompt it generates from, and the real generation's result; then recounts every text and
-# the whole prompt with llama.cpp's own Llama.tokenize, one text at a time, uncached.
+# the whole prompt with llama.cpp's own Llama.tokenize in this backend, one text at a time,
+# uncached (in server mode too: the same model file, so the same counts).
 COUNTING_QUERY = """
 CREATE FUNCTION test_query_counting(q text, session text, constraints text) RETURNS jsonb
 LANGUAGE plpython3u AS $$
@@ -340,8 +341,10 @@ lru = inner.token_counts
 calls = lru.calls
 b = Counting(inner)
 r = sqlglue.call(plpy, query.run, plpy, q, session, constraints, backend=b)
+if b.prompt is None:
+    plpy.error("nothing was generated: " + json.dumps(r)[:600])
 model, prompt, kw = b.prompt
-llm = inner._llama(model)
+llm = generation.default_backend()._llama(model)
 fresh = lambda t: len(llm.tokenize(t.encode("utf-8"), add_bos=False, special=False))
 messages = generation.chat_messages(kw.get("system"), kw.get("history") or (), prompt)
 r["test"] = {"batches": b.batches, "singles": b.singles, "tokenizer_calls": lru.calls - calls,
@@ -353,10 +356,12 @@ $$;
 """
 
 
-def test_a_request_asks_the_tokenizer_once_and_its_prompt_fits(db):
+@pytest.mark.parametrize("mode", ["in_process", "server"])
+def test_a_request_asks_the_tokenizer_once_and_its_prompt_fits(db, mode):
     seed(db)
     db.execute(COUNTING_QUERY)
     db.execute("SET ruvllm.cache_ttl = 0")
+    db.execute(f"SET ruvllm.inference = {mode}")
     question = "How do I rotate the witness log?"
     constraints = '{"model": "smollm2-135m-instruct", "max_tokens": 16}'
     r = scalar(db, "SELECT test_query_counting(%s, NULL, %s)", (question, constraints))
@@ -378,7 +383,7 @@ def test_a_request_asks_the_tokenizer_once_and_its_prompt_fits(db):
     assert len(again["test"]["batches"]) == 1 and again["test"]["tokenizer_calls"] == 0
     # A continuing session's turns are counted in the same single call.
     third = scalar(db, "SELECT test_query_counting(%s, 's1', %s)",
-                   ("And how long is a witness partition kept?", constraints))
+                   ("What does VACUUM reclaim in PostgreSQL?", constraints))
     assert len(third["test"]["batches"]) == 1 and third["test"]["tokenizer_calls"] == 1
     assert third["test"]["wrong_counts"] == []
     assert third["test"]["prompt_tokens"] + third["test"]["max_tokens"] <= third["test"]["n_ctx"]
