@@ -4,9 +4,10 @@
     timed in the backend around cache.lookup_exact / cache.lookup_semantic, hits and misses,
     with the plans PostgreSQL chose (EXPLAIN ANALYZE of the same statement as a generic plan,
     which is what PL/Python's saved plans become);
-  * the token-counting stage of attention: tokenizer calls, texts counted and milliseconds per
-    request, with the backend's count_tokens_many (one call, an LRU of counts) and with 0.3.0's
-    tokenizer path (llama_cpp.Llama.tokenize, one text a call, no cache) on the same requests.
+  * the token-counting stage of attention: tokenizer calls, texts tokenised and milliseconds per
+    request, with the request's texts counted in one count_tokens_many (the backend's LRU of
+    counts) and with 0.3.0's counting (query.PER_TEXT_TOKEN_COUNTS: each text when it is needed,
+    by llama_cpp.Llama.tokenize, no cache), on the same number of distinct questions.
 
 Used by run.py (phases `cache` and `tokens`; `--only cache,tokens` runs just these).
 """
@@ -50,9 +51,10 @@ SETUP_SQL = """
 CREATE TABLE bench.cache_stage (tenant text, query text, query_hash text, constraints_key text,
                                 embedding vector(384), response text);
 -- Cache lookups in the backend, one statement for all probes: kind exact | semantic, how
--- before | after (after: ruvllm's cache module as it is; before: BEFORE's statements).
+-- before | after | iterative (after: ruvllm's cache module as it is; before: BEFORE's
+-- statements; iterative: after, under pgvector 0.8's hnsw.iterative_scan = strict_order).
 CREATE FUNCTION bench.cache_lookups(kind text, how text, before_sql text, hashes text[],
-                                    ckeys text[], vecs real[], min_similarity float8)
+                                    ckeys text[], vecs real[], min_similarity float8, tenant text)
 RETURNS jsonb
 LANGUAGE plpython3u SET search_path = pg_catalog, pg_temp AS $$
 if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
@@ -68,19 +70,26 @@ if how == "before":
     if plan is None:
         types = ["text", "text", "text"] if kind == "exact" else ["text", "public.vector", "text"]
         plan = GD[("bench before", before_sql)] = plpy.prepare(before_sql, types)
+if how == "iterative":
+    iterative = GD.get("bench iterative")
+    if iterative is None:
+        iterative = GD["bench iterative"] = plpy.prepare(
+            "SELECT pg_catalog.set_config('hnsw.iterative_scan', 'strict_order', true)")
 out = []
 for i in range(n):
     t0 = time.perf_counter()
-    if how == "after":
+    if how in ("after", "iterative"):
+        if how == "iterative":
+            plpy.execute(iterative)
         if kind == "exact":
-            hit = cache.lookup_exact(plpy, "", hashes[i], ckeys[i])
+            hit = cache.lookup_exact(plpy, tenant, hashes[i], ckeys[i])
         else:
-            hit = cache.lookup_semantic(plpy, "", vectors[i], ckeys[i], min_similarity)
+            hit = cache.lookup_semantic(plpy, tenant, vectors[i], ckeys[i], min_similarity)
     else:
         if kind == "exact":
-            rows = plpy.execute(plan, ["", hashes[i], ckeys[i]])
+            rows = plpy.execute(plan, [tenant, hashes[i], ckeys[i]])
         else:
-            rows = plpy.execute(plan, ["", sqlglue.vector_literal(vectors[i]), ckeys[i]])
+            rows = plpy.execute(plan, [tenant, sqlglue.vector_literal(vectors[i]), ckeys[i]])
         hit = None
         if rows and float(rows[0]["similarity"]) >= min_similarity:
             hit = json.loads(rows[0]["response"])
@@ -89,10 +98,11 @@ for i in range(n):
                 "id": None if hit is None else hit["cache_id"]})
 return json.dumps(out)
 $$;
--- The token-counting stage of attention, generation stubbed: how = after (the backend's
--- count_tokens_many) or before (Llama.tokenize, one text a call, no cache). Per request: the
--- stage's calls of the backend, tokenizer calls, texts counted, and ms in them.
-CREATE FUNCTION bench.token_counting(qs text[], how text) RETURNS jsonb
+-- The token-counting stage of attention, generation stubbed: how = after (the request's texts
+-- in one count_tokens_many, the backend's LRU) or before (0.3.0's: query.PER_TEXT_TOKEN_COUNTS,
+-- each text counted when needed by Llama.tokenize, no cache). Per request: the pipeline's
+-- calls of the backend, tokenizer calls, texts tokenised, and ms in them.
+CREATE FUNCTION bench.token_counting(qs text[], how text, warm_models text[]) RETURNS jsonb
 LANGUAGE plpython3u SET search_path = pg_catalog, pg_temp AS $$
 if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
 import json, time
@@ -107,20 +117,25 @@ class Counting(generation.GenerationBackend):
     def reset(self):
         self.calls = self.tokenizer_calls = self.texts = 0
         self.ms = 0.0
-    def count_tokens_many(self, model, texts):
+    def count_tokens(self, model, text):
+        # before: 0.3.0's LlamaCppBackend.count_tokens, asked one text at a time (no cache)
         t0 = time.perf_counter()
         self.calls += 1
-        if self.how == "after":
-            counts = self.real.token_counts
-            calls, done = counts.calls, counts.texts
-            out = self.real.count_tokens_many(model, texts)
-            self.tokenizer_calls += counts.calls - calls
-            self.texts += counts.texts - done
-        else:
-            llm = self.real._llama(model)
-            out = [len(llm.tokenize(t.encode("utf-8"), add_bos=False, special=False)) for t in texts]
-            self.tokenizer_calls += len(texts)
-            self.texts += len(texts)
+        self.tokenizer_calls += 1
+        self.texts += 1
+        n = len(self.real._llama(model).tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        self.ms += (time.perf_counter() - t0) * 1000
+        return n
+    def count_tokens_many(self, model, texts):
+        if self.how == "before":
+            return [self.count_tokens(model, t) for t in texts]
+        t0 = time.perf_counter()
+        self.calls += 1
+        counts = self.real.token_counts
+        calls, done = counts.calls, counts.texts
+        out = self.real.count_tokens_many(model, texts)
+        self.tokenizer_calls += counts.calls - calls
+        self.texts += counts.texts - done
         self.ms += (time.perf_counter() - t0) * 1000
         return out
     def generate(self, model, prompt, **kw):
@@ -128,15 +143,24 @@ class Counting(generation.GenerationBackend):
 
 stub = Counting(how)
 constraints = json.dumps({"max_tokens": 31})
+# Not counted: each model loaded (and its tokenizer ready) before the first measured request.
+for name in warm_models or ():
+    pipeline.run(plpy, "Which models does the bench load first?", None,
+                 json.dumps({"max_tokens": 31, "model": name}), backend=stub)
 calls = []
 for q in qs:
     stub.reset()
     t0 = time.perf_counter()
-    r = pipeline.run(plpy, q, None, constraints, backend=stub)
+    pipeline.PER_TEXT_TOKEN_COUNTS = how == "before"
+    try:
+        r = pipeline.run(plpy, q, None, constraints, backend=stub)
+    finally:
+        pipeline.PER_TEXT_TOKEN_COUNTS = False
     calls.append({"ms": (time.perf_counter() - t0) * 1000, "request_id": r["request_id"],
                   "cache_hit": bool(r.get("cache_hit")), "count_calls": stub.calls,
                   "tokenizer_calls": stub.tokenizer_calls, "texts": stub.texts,
-                  "count_ms": stub.ms, "model": (r.get("routing") or {}).get("model")})
+                  "count_ms": stub.ms, "model": (r.get("routing") or {}).get("model"),
+                  "latency_ms": r.get("latency_ms")})
 return json.dumps(calls)
 $$;
 """
@@ -168,14 +192,15 @@ def fake_answer(q, excerpts):
 
 
 def fill_cache(conn, rng, real_vecs, real_texts, n, vector_bytes):
-    """n cached answers (80% under PROBE_CONSTRAINTS in the default tenant); returns what the
-    probes need: [(query_hash, vector)] of those."""
+    """n cached answers (80% under PROBE_CONSTRAINTS in the default tenant, 5% in each of
+    OTHER_TENANTS); returns what the probes need: {tenant: [(query_hash, vector)]} of those
+    under PROBE_CONSTRAINTS."""
     conn.execute("TRUNCATE ruvllm.response_cache")
     base = rng.integers(0, len(real_vecs), n)
     vecs = real_vecs[base] + rng.standard_normal((n, DIM)).astype(np.float32) * (0.5 / np.sqrt(DIM))
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     vecs = vecs.astype(np.float32)
-    probe_rows = []
+    probe_rows = {}
     with conn.cursor() as cur:
         cur.execute("TRUNCATE bench.cache_stage")
         with cur.copy("COPY bench.cache_stage FROM STDIN (FORMAT BINARY)") as cp:
@@ -188,8 +213,8 @@ def fill_cache(conn, rng, real_vecs, real_texts, n, vector_bytes):
                 h = query_hash(q)
                 excerpts = [real_texts[(base[j] + i) % len(real_texts)] for i in range(3)]
                 cp.write_row((tenant, q, h, ckey, vector_bytes(vecs[j]), fake_answer(q, excerpts)))
-                if tenant == "" and ckey == PROBE_CONSTRAINTS:
-                    probe_rows.append((h, vecs[j]))
+                if ckey == PROBE_CONSTRAINTS:
+                    probe_rows.setdefault(tenant, []).append((h, vecs[j]))
     conn.execute(FILL_SQL)
     conn.execute("VACUUM ANALYZE ruvllm.response_cache")
     return probe_rows
@@ -209,12 +234,12 @@ def probes(rng, rows, n):
             "semantic hit": (None, near.astype(np.float32)), "semantic miss": (None, far.astype(np.float32))}
 
 
-def time_lookups(conn, kind, how, hashes, vecs):
+def time_lookups(conn, kind, how, hashes, vecs, tenant=""):
     n = len(hashes) if hashes is not None else len(vecs)
     flat = [] if vecs is None else [float(x) for x in vecs.reshape(-1)]
-    r = conn.execute("SELECT bench.cache_lookups(%s, %s, %s, %s::text[], %s::text[], %s::real[], %s)",
+    r = conn.execute("SELECT bench.cache_lookups(%s, %s, %s, %s::text[], %s::text[], %s::real[], %s, %s)",
                      [kind, how, BEFORE[kind], hashes or [""] * n, [PROBE_CONSTRAINTS] * n, flat,
-                      MIN_SIMILARITY]).fetchone()[0]
+                      MIN_SIMILARITY, tenant]).fetchone()[0]
     return r
 
 
@@ -254,29 +279,37 @@ def plan_shape(text):
 def measure_cache(conn, rng, real_vecs, real_texts, n_cached, n_probes, vector_bytes, cache_sql):
     """The cache phase: fill, probe before and after, plans. cache_sql: {'exact', 'semantic'}
     statements of python/ruvllm/cache.py now (for their plans)."""
-    rows = fill_cache(conn, rng, real_vecs, real_texts, n_cached, vector_bytes)
+    by_tenant = fill_cache(conn, rng, real_vecs, real_texts, n_cached, vector_bytes)
+    rows = by_tenant[""]
     ps = probes(rng, rows, min(n_probes, len(rows)))
+    small = OTHER_TENANTS[0]
+    ps_small = probes(rng, by_tenant[small], min(n_probes, len(by_tenant[small])))
     res = {}
 
-    def measure(suffix=""):
-        for probe, (hashes, vecs) in ps.items():
+    def measure(probe_set, hows, suffix="", tenant="", kinds=("exact", "semantic")):
+        for probe, (hashes, vecs) in probe_set.items():
             kind = probe.split()[0]
-            for how in ("before", "after"):
+            if kind not in kinds:
+                continue
+            for how in hows:
                 # Not counted: the statements' plans are made (the first five executions get
                 # custom plans, the sixth makes the generic one: ~9 ms, once per backend).
                 time_lookups(conn, kind, how, hashes[:8] if hashes else None,
-                             vecs[:8] if vecs is not None else None)
-            for how in ("before", "after", "before", "after"):   # interleaved, each twice
-                r = time_lookups(conn, kind, how, hashes, vecs)
+                             vecs[:8] if vecs is not None else None, tenant)
+            for how in hows * 2:   # interleaved, each twice
+                r = time_lookups(conn, kind, how, hashes, vecs, tenant)
                 res.setdefault(f"{probe}|{how}{suffix}", []).extend(r)
-    measure()
+    measure(ps, ("before", "after"))
+    # A tenant with 5% of the cache: HNSW's first ef_search candidates are mostly other
+    # tenants' rows, which the filter drops; pgvector 0.8's iterative scan searches on.
+    measure(ps_small, ("after", "iterative"), "|small", small, kinds=("semantic",))
     # Then as a ruvllm_user, whom row-level security filters (tenant = ruvllm_current_tenant()).
     conn.execute("DROP ROLE IF EXISTS bench_user")
     conn.execute("CREATE ROLE bench_user IN ROLE ruvllm_user")
     conn.execute("GRANT USAGE ON SCHEMA bench TO bench_user")
     conn.execute("SET ROLE bench_user")
     try:
-        measure("|user")
+        measure(ps, ("before", "after"), "|user")
     finally:
         conn.execute("RESET ROLE")
     vec0 = "[" + ",".join("%.7g" % x for x in ps["semantic hit"][1][0]) + "]"
@@ -286,20 +319,22 @@ def measure_cache(conn, rng, real_vecs, real_texts, n_cached, n_probes, vector_b
     sql.update({f"{k} after": v for k, v in cache_sql.items()})
     explained = plans(conn, sql, {name: args[name.split()[0]] for name in sql})
     total = conn.execute("SELECT count(*) FROM ruvllm.response_cache").fetchone()[0]
-    return dict(cached=total, probe_rows=len(rows), probes=n_probes, results=res, plans=explained)
+    return dict(cached=total, probe_rows=len(rows), small_rows=len(by_tenant[small]), small_tenant=small,
+                probes=n_probes, results=res, plans=explained)
 
 
-def measure_tokens(conn, questions_before, questions_after):
+def measure_tokens(conn, questions_before, questions_after, models):
     """The tokens phase: the same number of distinct questions with each counting path (the
-    cache is emptied first, so every request counts)."""
+    cache is emptied first; models: loaded before anything is measured)."""
     conn.execute("TRUNCATE ruvllm.response_cache")
-    conn.execute("SELECT bench.token_counting(%s, 'after')", [questions_after[:2]])   # warm up
+    conn.execute("SELECT bench.token_counting('{}', 'after', %s)", [list(models)])
     out = {}
     half = len(questions_before) // 2
     # Interleaved halves, so neither side gets the quieter minute.
     for how, qs in (("before", questions_before[:half]), ("after", questions_after[:half]),
                     ("before", questions_before[half:]), ("after", questions_after[half:])):
-        out.setdefault(how, []).extend(conn.execute("SELECT bench.token_counting(%s, %s)", [qs, how]).fetchone()[0])
+        out.setdefault(how, []).extend(
+            conn.execute("SELECT bench.token_counting(%s, %s, '{}')", [qs, how]).fetchone()[0])
     return out
 
 
@@ -335,6 +370,20 @@ def report_lines(out):
             L.append(f"| {probe}{who} | {_pct(bms, 50):.3f} / {_pct(bms, 99):.3f} | {_pct(ams, 50):.3f} / "
                      f"{_pct(ams, 99):.3f} | {sum(r['hit'] for r in b)}/{len(b)} / "
                      f"{sum(r['hit'] for r in a)}/{len(a)} | ≤ {limit:g} ms: {met} |")
+        small = [(p, c["results"].get(f"{p}|after|small", []), c["results"].get(f"{p}|iterative|small", []))
+                 for p in ("semantic hit", "semantic miss")]
+        if any(a for _, a, _ in small):
+            L.append("")
+            L.append(f"In a tenant with {c.get('small_rows')} of the {c['cached']} answers "
+                     f"({c.get('small_tenant')}), the semantic lookup as it is and under "
+                     f"`hnsw.iterative_scan = strict_order` (pgvector 0.8):")
+            L.append("")
+            L.append("| lookup | as it is p50 / p99 (ms) | iterative p50 / p99 (ms) | hits as it is / iterative |")
+            L.append("| --- | --- | --- | --- |")
+            for probe, a, i in small:
+                L.append(f"| {probe} | {_pct([r['ms'] for r in a], 50):.3f} / {_pct([r['ms'] for r in a], 99):.3f} | "
+                         f"{_pct([r['ms'] for r in i], 50):.3f} / {_pct([r['ms'] for r in i], 99):.3f} | "
+                         f"{sum(r['hit'] for r in a)}/{len(a)} / {sum(r['hit'] for r in i)}/{len(i)} |")
         L.append("")
         L.append("Plans (generic, EXPLAIN ANALYZE of one hit): " + "; ".join(
             f"{name}: {plan_shape(text)}" for name, text in c["plans"].items()) + ".")
@@ -348,11 +397,11 @@ def report_lines(out):
         n_b = sum(not r["cache_hit"] for r in b)
         n_a = sum(not r["cache_hit"] for r in a)
         L.append(f"**Token counting** in attention (generation stubbed, `bench.token_counting`): "
-                 f"{n_b} + {n_a} distinct questions, before = 0.3.0's tokenizer path "
-                 f"(`Llama.tokenize`, one text a call, no cache) and after = the backend's "
-                 f"`count_tokens_many` (one tokenizer call for the request's texts, an LRU of "
-                 f"counts by model and text), on the same texts the request announces; interleaved "
-                 f"halves. Per request, p50 / p99:")
+                 f"{n_b} + {n_a} distinct questions (cache hits left out), before = 0.3.0's counting "
+                 f"(`query.PER_TEXT_TOKEN_COUNTS`: each text when it is needed, a prompt cut by binary "
+                 f"search, `Llama.tokenize`, no cache) and after = the request's texts gathered and "
+                 f"counted in one `count_tokens_many` (the backend's LRU of counts by model and text); "
+                 f"interleaved halves. Per request, p50 / p99:")
         L.append("")
         L.append("| per request | before | after |")
         L.append("| --- | --- | --- |")

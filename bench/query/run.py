@@ -594,7 +594,7 @@ class Bench:
         conn = server.connect()
         log(f"token counting: {n} distinct questions with each counting path (generation stubbed)")
         self.out["token_counting"] = lookups.measure_tokens(conn, self.take_questions(n),
-                                                            self.take_questions(n))
+                                                            self.take_questions(n), MODELS)
         conn.close()
 
     # -- memory ------------------------------------------------------------------------------------

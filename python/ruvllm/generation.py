@@ -186,6 +186,23 @@ class RequestTokens:
         return n if n is not None else self.many([text])[0]
 
 
+class PerTextTokens:
+    """0.3.0's counting, kept for bench/query's side-by-side run (query.PER_TEXT_TOKEN_COUNTS):
+    each count asks the backend's count_tokens for one text, when it is needed; nothing is
+    gathered first (want does nothing) and a cut's prefixes are counted one by one (no many)."""
+
+    def __init__(self, count_one):
+        self._count_one = count_one
+        self.calls = 0
+
+    def want(self, texts):
+        pass
+
+    def __call__(self, text):
+        self.calls += 1
+        return self._count_one(text)
+
+
 class GenerationBackend:
     """What the pipeline needs from a generator. A backend implements count_tokens_many, or
     count_tokens (then count_tokens_many counts one text at a time)."""

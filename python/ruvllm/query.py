@@ -35,6 +35,9 @@ MIN_RELATIVE_SCORE = 0.1
 # for answer_style documents then (its safe default's context size).
 DEFAULT_EVIDENCE_TOKENS = evidence.DEFAULT_BUDGET_TOKENS
 DOCUMENTS_DEFAULT_CONTEXT = 1024
+# 0.3.0's token counting (one text a call, as each is needed) instead of one call per request:
+# only bench/query sets it, in its own PL/Python function, to time both in the same run.
+PER_TEXT_TOKEN_COUNTS = False
 NOT_FOUND = evidence.NOT_FOUND
 TIMED = ("embedding", "retrieval", "routing", "attention", "generation")
 ROUTING_KEYS = ("model", "context_size", "temperature", "top_p", "confidence", "model_probs",
@@ -246,9 +249,12 @@ def attend(plpy, req):
     # Every count of the request in one tokenizer call: the texts are announced before the
     # first count (the session's turns, the question, and the sentences evidence may keep or
     # the nodes attention may keep); only cutting an over-long best text asks again.
-    count = req.tokens = generation.RequestTokens(
-        (lambda texts: [evidence.approx_tokens(t) for t in texts]) if extractive
-        else (lambda texts: gen.count_tokens_many(spec, texts)))
+    if PER_TEXT_TOKEN_COUNTS and not extractive:
+        count = req.tokens = generation.PerTextTokens(lambda text: gen.count_tokens(spec, text))
+    else:
+        count = req.tokens = generation.RequestTokens(
+            (lambda texts: [evidence.approx_tokens(t) for t in texts]) if extractive
+            else (lambda texts: gen.count_tokens_many(spec, texts)))
     req.max_tokens = req.constraints.get("max_tokens", DEFAULT_MAX_TOKENS)
     req.history = history = sessions.prompt_turns(req.session)
     rows = req.rows
@@ -267,7 +273,7 @@ def attend(plpy, req):
             count.want(rows[n.index]["content"] for n in ranked)
         turns = [text for turn in history for text in turn]
         count.want([req.query])
-        history_tokens = sum(count.many(turns))
+        history_tokens = sum(count(text) for text in turns)
         room = spec.n_ctx - req.max_tokens - PROMPT_RESERVE_TOKENS - history_tokens - count(req.query)
         if style == "evidence" or extractive:
             wanted = DEFAULT_EVIDENCE_TOKENS if req.routing["used_default"] else req.routing["context_size"]
