@@ -143,7 +143,10 @@ class Counting(generation.GenerationBackend):
 
 stub = Counting(how)
 constraints = json.dumps({"max_tokens": 31})
-# Not counted: each model loaded (and its tokenizer ready) before the first measured request.
+# Not counted: each model loaded (and its tokenizer ready) before the first measured request;
+# abstention off for this statement's transaction, so the warm-up question is answered.
+if warm_models:
+    plpy.execute("SELECT pg_catalog.set_config('ruvllm.abstain_below', '0', true)")
 for name in warm_models or ():
     pipeline.run(plpy, "Which models does the bench load first?", None,
                  json.dumps({"max_tokens": 31, "model": name}), backend=stub)

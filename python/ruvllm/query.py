@@ -272,7 +272,7 @@ def attend(plpy, req):
         else:
             count.want(rows[n.index]["content"] for n in ranked)
         turns = [text for turn in history for text in turn]
-        count.want([req.query])
+        count.want(turns + [req.query])
         history_tokens = sum(count(text) for text in turns)
         room = spec.n_ctx - req.max_tokens - PROMPT_RESERVE_TOKENS - history_tokens - count(req.query)
         if style == "evidence" or extractive:
