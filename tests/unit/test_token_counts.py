@@ -118,3 +118,12 @@ def test_a_cut_inside_one_long_word_counts_characters():
     count = CountingWords()
     count.many = lambda texts: [len(t) for t in texts]
     assert attention._cut_to_fit("  abcdefghij klm", 7, count) == "abcdefg"
+
+
+def test_the_per_text_counter_of_0_3_0_counts_each_text_when_asked():
+    asked = []
+    count = generation.PerTextTokens(lambda t: asked.append(t) or len(t.split()))
+    count.want(["never counted"])
+    assert count("a b") == 2 and count("a b") == 2 and count("c") == 1
+    assert asked == ["a b", "a b", "c"] and count.calls == 3
+    assert not hasattr(count, "many")   # a cut probes its prefixes one by one
