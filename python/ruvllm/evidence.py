@@ -240,16 +240,41 @@ def candidate_units(nodes, max_candidates=MAX_CANDIDATES):
     return units, sentences
 
 
-def select(question, query_vec, nodes, budget_tokens, count_tokens, *, embed=None,
-           max_candidates=MAX_CANDIDATES, max_embedded=MAX_EMBEDDED, max_units=MAX_UNITS,
-           relative_floor=RELATIVE_FLOOR):
-    """The evidence of nodes [(row index, text, attention score)] (rank order) for the question,
-    within budget_tokens of count_tokens(text). See the module docstring."""
+@dataclasses.dataclass
+class Candidates:
+    """The units select scores (at most max_embedded, in node and document order) and the
+    sentences of every node; once scored, the units best first (ranked). What select may count
+    the tokens of is then known before it runs (texts)."""
+    units: list
+    sentences: list
+    ranked: list = None
+
+    def score(self, query_vec, nodes, embed=None):
+        """Scores the units (see the module docstring) and ranks them, best first."""
+        vecs = _embed_cached([u.read for u in self.units], embed or _default_embed) if self.units else []
+        q = np.asarray(query_vec, dtype=np.float32)
+        best_node = max((float(s) for _, _, s in nodes), default=0.0) or 1.0
+        for u, v in zip(self.units, vecs):
+            u.vec = v
+            u.similarity = float(v @ q)
+            u.score = u.similarity + LEXICAL_WEIGHT * u.overlap + NODE_WEIGHT * float(nodes[u.node][2]) / best_node
+        self.ranked = sorted(self.units, key=lambda u: -u.score)   # stable: ties keep rank and document order
+        return self
+
+    def texts(self, relative_floor=RELATIVE_FLOOR):
+        """The sentences select may count the tokens of: those of the units it may keep (once
+        scored: the best, and those within relative_floor of it; else all)."""
+        units = self.units
+        if self.ranked:
+            top = self.ranked[0].score
+            units = [u for i, u in enumerate(self.ranked) if i == 0 or u.score >= relative_floor * top]
+        return [self.sentences[u.node][i] for u in units
+                for i in ([] if u.heading is None else [u.heading]) + list(range(u.first, u.last + 1))]
+
+
+def candidates(question, nodes, max_candidates=MAX_CANDIDATES, max_embedded=MAX_EMBEDDED):
+    """The Candidates of nodes [(row index, text, attention score)] (rank order) for the question."""
     units, sentences = candidate_units(nodes, max_candidates)
-    empty = Selection([], [], 0)
-    empty._position = {}
-    if not units or budget_tokens < 1:
-        return empty
     qwords = set(grounding.content_words(question))
     for u in units:
         u.overlap = len(qwords & set(grounding.content_words(u.read))) / len(qwords) if qwords else 0.0
@@ -257,14 +282,23 @@ def select(question, query_vec, nodes, budget_tokens, count_tokens, *, embed=Non
     # rank order) are embedded and scored.
     units = sorted(units, key=lambda u: -u.overlap)[:max_embedded]
     units.sort(key=lambda u: (u.node, u.first, u.last))
-    vecs = _embed_cached([u.read for u in units], embed or _default_embed)
-    q = np.asarray(query_vec, dtype=np.float32)
-    best_node = max((float(s) for _, _, s in nodes), default=0.0) or 1.0
-    for u, v in zip(units, vecs):
-        u.vec = v
-        u.similarity = float(v @ q)
-        u.score = u.similarity + LEXICAL_WEIGHT * u.overlap + NODE_WEIGHT * float(nodes[u.node][2]) / best_node
-    ranked = sorted(units, key=lambda u: -u.score)   # stable: ties keep rank and document order
+    return Candidates(units, sentences)
+
+
+def select(question, query_vec, nodes, budget_tokens, count_tokens, *, embed=None,
+           max_candidates=MAX_CANDIDATES, max_embedded=MAX_EMBEDDED, max_units=MAX_UNITS,
+           relative_floor=RELATIVE_FLOOR, prepared=None):
+    """The evidence of nodes [(row index, text, attention score)] (rank order) for the question,
+    within budget_tokens of count_tokens(text). See the module docstring. prepared: the nodes'
+    candidates(question, nodes), maybe scored, when the caller has made them (to count their
+    texts first)."""
+    prep = prepared if prepared is not None else candidates(question, nodes, max_candidates, max_embedded)
+    units, sentences = prep.units, prep.sentences
+    empty = Selection([], [], 0)
+    empty._position = {}
+    if not units or budget_tokens < 1:
+        return empty
+    ranked = (prep if prep.ranked is not None else prep.score(query_vec, nodes, embed)).ranked
     top = ranked[0].score
     kept, chosen, remaining = [], {}, int(budget_tokens)
     for u in ranked:
@@ -283,7 +317,7 @@ def select(question, query_vec, nodes, budget_tokens, count_tokens, *, embed=Non
             # The best unit alone is over the budget: its first words, not nothing.
             from .attention import _cut_to_fit
             room = max(1, remaining - NODE_OVERHEAD_TOKENS)
-            cut = _cut_to_fit(u.text, room, count_tokens)
+            cut = _cut_to_fit(u.text, room, count_tokens, about=cost)
             u = dataclasses.replace(u, text=cut, read=cut, heading=None)
             kept.append(u)
             chosen[u.node] = {"cut": u.text}

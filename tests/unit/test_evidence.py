@@ -243,3 +243,23 @@ def test_documents_style_keeps_the_0_2_0_prompts():
     system, prompt, stop = generation.answer_prompt(BASE, "q?", [], style="documents")
     assert system == "Answer the question briefly, using the context."
     assert prompt == "Context:\n(no context found)\n\nQuestion: q?\nAnswer:" and stop == ("\nQuestion:", "\n\n\n")
+
+
+def test_the_sentences_to_count_are_known_before_selecting_and_all_it_counts():
+    q = "How do I rotate the witness log?"
+    qv = bag_embed([q])[0]
+    nodes = [(4, WITNESS_DOC, 0.6), (2, FRANCE, 0.1)]
+    prepared = evidence.candidates(q, nodes)
+    everything = prepared.texts()
+    assert "The capital of France is Paris." in everything       # unscored: every unit's sentences
+    prepared.score(qv, nodes, embed=bag_embed)
+    wanted = prepared.texts()
+    # Scored: the units within RELATIVE_FLOOR of the best only; France's share no question word.
+    assert set(wanted) < set(everything) and "The capital of France is Paris." not in wanted
+    assert any("Rotating it means" in t for t in wanted)
+    counted = []
+    sel = evidence.select(q, qv, nodes, 256, lambda t: counted.append(t) or words(t), prepared=prepared)
+    assert counted and set(counted) <= set(wanted)
+    # The same selection as without preparing.
+    again = evidence.select(q, qv, nodes, 256, words, embed=bag_embed)
+    assert [u.text for u in sel.units] == [u.text for u in again.units]
