@@ -50,7 +50,7 @@ MAX_CANDIDATES = 64
 MAX_EMBEDDED = 12
 MAX_UNITS = 4
 RELATIVE_FLOOR = 0.75
-LEXICAL_WEIGHT = 0.3
+LEXICAL_WEIGHT = 0.5
 NODE_WEIGHT = 0.1
 NODE_OVERHEAD_TOKENS = 4
 # The extractive answer adds its second-best unit when that scores within this share of the best.
