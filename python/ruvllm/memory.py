@@ -436,12 +436,18 @@ _CANDIDATE_TYPES = ["public.vector", "text", "text"] + FILTER_TYPES
 
 
 def _set_search_params(plpy, depth, ef=None):
-    ef = int(setting(plpy, "ruvllm.ef_search")) if ef is None else ef
+    """Sets the HNSW search settings for this transaction and returns (tenant, read_only): one
+    round trip for what took four (the tenant, ruvllm.ef_search, the settings, whether the
+    transaction can write). ef: ruvllm.ef_search when the caller has read it."""
     # Local to the transaction; pgvector 0.8's iterative scan keeps k rows under the tenant filter.
-    plpy.execute(_plan(plpy, "ef", """
-        SELECT pg_catalog.set_config('hnsw.ef_search', $1, true),
-               pg_catalog.set_config('hnsw.iterative_scan', 'relaxed_order', true)""", ["text"]),
-                 [str(max(ef, depth))])
+    row = plpy.execute(_plan(plpy, "search_params", """
+        SELECT pg_catalog.set_config('hnsw.ef_search', GREATEST(COALESCE($1,
+                   pg_catalog.current_setting('ruvllm.ef_search')::int), $2)::text, true) AS ef,
+               pg_catalog.set_config('hnsw.iterative_scan', 'relaxed_order', true) AS scan,
+               public.ruvllm_current_tenant() AS tenant,
+               pg_catalog.current_setting('transaction_read_only') = 'on' AS read_only""", ["int", "int"]),
+                       [ef, depth])[0]
+    return row["tenant"] or "", row["read_only"]
 
 
 def _row(r, hop=0, via_rel=None, via_node=None, edge_weight=None):
@@ -467,10 +473,11 @@ def search_vector(plpy, query_vec, k=10, hops=2, tenant=None, query=None, mode="
     if mode != "dense" and query is None:
         raise errors.invalid(f"search mode {mode} needs the question's text")
     params = check_filter(filter)
-    tenant = tenancy.current(plpy) if tenant is None else tenant
     literal = vector_literal(query_vec)
     depth = k if mode == "dense" else max(2 * k, MIN_CANDIDATES)
-    _set_search_params(plpy, depth, ef_search)
+    current_tenant, transaction_read_only = _set_search_params(plpy, depth, ef_search)
+    tenant = current_tenant if tenant is None else tenant
+    read_only = transaction_read_only if read_only is None else read_only
     present = filter_key(params)
     found = plpy.execute(_plan(plpy, f"candidates:{mode}:{depth}:{present}", candidates_sql(mode, depth, present),
                                _CANDIDATE_TYPES), [literal, tenant, query or "", *params])
@@ -510,28 +517,37 @@ def _expand(plpy, results, candidates, own, hops, literal, tenant, params):
     higher (the larger of two pieces of evidence, not their sum: a summed graph bonus lifted a
     node both lists ranked 5th-6th over the hit both ranked first on demo/knowledge)."""
     present = filter_key(params)
-    fetch_plan = _plan(plpy, f"fetch:{present}", f"""
-        SELECT {_ROW_COLUMNS}
-          FROM ruvllm.nodes n
-         WHERE n.graph_id OPERATOR(ag_catalog.=) ANY($2::text[]::ag_catalog.graphid[]) AND n.tenant = $3
-               {filter_sql(4, present)}""", ["public.vector", "text[]", "text"] + FILTER_TYPES)
+    # One statement a hop: the edges at the frontier with the rows of the nodes they reach that
+    # are in the tenant, pass the filter and are not results yet (an edge to any other is not
+    # followed, as before when the rows were fetched by a second statement).
+    hop_plan = _plan(plpy, f"hop:{present}", f"""
+        WITH e AS ({graph.EDGES_AT}),
+        reached AS (
+            SELECT e.b, pg_catalog.array_agg(e.a::text) AS parents, pg_catalog.array_agg(e.rel) AS rels,
+                   pg_catalog.array_agg(e.props) AS props
+              FROM e WHERE e.b OPERATOR(ag_catalog.<>) ALL($10::text[]::ag_catalog.graphid[])
+             GROUP BY e.b)
+        SELECT {_ROW_COLUMNS}, r.parents, r.rels, r.props
+          FROM reached r JOIN ruvllm.nodes n ON n.graph_id OPERATOR(ag_catalog.=) r.b
+         WHERE n.tenant = $3 {filter_sql(4, present)}""",
+                     ["public.vector", "text[]", "text"] + FILTER_TYPES + ["text[]"])
     by_gid = {r["gid"]: r for r in results.values()}
     frontier = {r["gid"]: r["score"] for r in results.values()}
     for hop in range(1, hops + 1):
         if not frontier or len(results) >= MAX_EXPANDED:
             break
+        fetched = {}
         edges = []
-        for e in graph.neighbours(plpy, list(frontier)):
-            if e["b"] in by_gid:
-                continue
-            props = json.loads(e["props"]) if e["props"] else {}
-            edges.append((e["a"], e["b"], e["rel"], props.get("weight")))
+        for r in plpy.execute(hop_plan, [literal, list(frontier), tenant, *params, list(by_gid)]):
+            fetched[r["gid"]] = r
+            for parent, rel, props in zip(r["parents"], r["rels"], r["props"]):
+                weight = json.loads(props).get("weight") if props else None
+                edges.append((parent, r["gid"], rel, weight))
         reached = fusion.best_paths(frontier, edges)
         if not reached:
             break
-        fetched = plpy.execute(fetch_plan, [literal, list(reached), tenant, *params])
         scored = []
-        for r in fetched:
+        for r in fetched.values():
             graph_score, parent, rel, weight = reached[r["gid"]]
             known = candidates.get(r["id"])
             row = _row(r, hop, rel, by_gid[parent]["id"], weight)
