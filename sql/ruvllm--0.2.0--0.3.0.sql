@@ -746,10 +746,16 @@ CREATE FUNCTION ruvllm._term_coverage(doc tsvector, terms text[], idf float8[]) 
     AS 'MODULE_PATHNAME', 'ruvllm_term_coverage' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION ruvllm._term_coverage(tsvector, text[], float8[]) IS
     'Share of the query lexemes'' IDF (parallel arrays) that a tsvector contains; NULL when it contains none of them or their IDF sums to 0 (internal, what abstention reads).';
+
+-- The query vector of a search travels in binary form (extension/vector_recv.c).
+CREATE FUNCTION ruvllm._vector_recv(bytes bytea) RETURNS vector
+    AS 'MODULE_PATHNAME', 'ruvllm_vector_recv' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION ruvllm._vector_recv(bytea) IS
+    'A vector from pgvector''s binary form (what vector_send returns: int16 dimensions, int16 0, big-endian float4s), checked as vector_recv checks it (internal: searches pass their query vector so, unformatted).';
 REVOKE ALL ON FUNCTION ruvllm._bm25(tsvector, text[], float8[], float8, float8, float8),
-    ruvllm._term_coverage(tsvector, text[], float8[]) FROM PUBLIC;
+    ruvllm._term_coverage(tsvector, text[], float8[]), ruvllm._vector_recv(bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ruvllm._bm25(tsvector, text[], float8[], float8, float8, float8),
-    ruvllm._term_coverage(tsvector, text[], float8[]) TO ruvllm_user, ruvllm_admin;
+    ruvllm._term_coverage(tsvector, text[], float8[]), ruvllm._vector_recv(bytea) TO ruvllm_user, ruvllm_admin;
 
 -- ruvllm_search gains mode and filter (the old calls, positional (q), (q, k), (q, k, hops), resolve
 -- to the new function through its defaults), and new columns: dropped and made again. A user's

@@ -417,6 +417,12 @@ CREATE FUNCTION ruvllm._term_coverage(doc tsvector, terms text[], idf float8[]) 
 COMMENT ON FUNCTION ruvllm._term_coverage(tsvector, text[], float8[]) IS
     'Share of the query lexemes'' IDF (parallel arrays) that a tsvector contains; NULL when it contains none of them or their IDF sums to 0 (internal, what abstention reads).';
 
+-- The query vector of a search travels in binary form (extension/vector_recv.c).
+CREATE FUNCTION ruvllm._vector_recv(bytes bytea) RETURNS vector
+    AS 'MODULE_PATHNAME', 'ruvllm_vector_recv' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION ruvllm._vector_recv(bytea) IS
+    'A vector from pgvector''s binary form (what vector_send returns: int16 dimensions, int16 0, big-endian float4s), checked as vector_recv checks it (internal: searches pass their query vector so, unformatted).';
+
 CREATE FUNCTION public.ruvllm_embed(content text) RETURNS vector(384)
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
@@ -1795,7 +1801,7 @@ GRANT EXECUTE ON FUNCTION
     public.ruvllm_query_stream(text, text, jsonb),
     ruvllm._inference_servers(),
     ruvllm._bm25(tsvector, text[], float8[], float8, float8, float8),
-    ruvllm._term_coverage(tsvector, text[], float8[])
+    ruvllm._term_coverage(tsvector, text[], float8[]), ruvllm._vector_recv(bytea)
     TO ruvllm_user;
 GRANT SELECT, INSERT, UPDATE ON ruvllm.nodes, ruvllm.node_access, ruvllm.sessions,
     ruvllm.response_cache TO ruvllm_user;

@@ -270,6 +270,17 @@ def test_the_bm25_scorer_refuses_mismatched_terms(db):
     assert scalar(db, "SELECT ruvllm._term_coverage('a b'::tsvector, '{}', '{}')") is None
 
 
+def test_the_query_vector_travels_in_binary_form(db):
+    assert scalar(db, "SELECT ruvllm._vector_recv(vector_send('[1,-2.5,3e-8]')) = '[1,-2.5,3e-8]'::vector")
+    # vector_recv's own checks hold, and the bytes must be one vector exactly.
+    with pytest.raises(psycopg.errors.DataException):
+        db.execute("SELECT ruvllm._vector_recv('\\x000100007fc00000'::bytea)")      # NaN
+    with pytest.raises(psycopg.errors.InvalidBinaryRepresentation):
+        db.execute("SELECT ruvllm._vector_recv(vector_send('[1,2]') || '\\x00'::bytea)")
+    with pytest.raises(psycopg.Error):
+        db.execute("SELECT ruvllm._vector_recv('\\x0002'::bytea)")                   # cut short
+
+
 def test_ruvllm_query_retrieves_hybrid(db):
     target = ingest_tickets(db)
     db.execute("SET ruvllm.query_k = 3")
