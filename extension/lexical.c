@@ -20,6 +20,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "varatt.h"
 
 typedef struct QueryTerms
 {
@@ -46,13 +47,28 @@ copy_bytes(MemoryContext cxt, struct varlena *v)
 	return copy;
 }
 
+/*
+ * Argument n as it came, detoasted only when stored out of line or compressed: a short inline
+ * array is compared with the cached one as it is (PG_GETARG_ARRAYTYPE_P would copy it for every
+ * row).
+ */
+static struct varlena *
+inline_arg(FunctionCallInfo fcinfo, int n)
+{
+	struct varlena *v = (struct varlena *) PG_GETARG_POINTER(n);
+
+	return VARATT_IS_EXTERNAL(v) || VARATT_IS_COMPRESSED(v) ? PG_DETOAST_DATUM(PG_GETARG_DATUM(n)) : v;
+}
+
 /* The query terms of argument 1 (text[]) and their IDF, argument 2 (float8[]), cached. */
 static QueryTerms *
 query_terms(FunctionCallInfo fcinfo)
 {
 	QueryTerms *q = (QueryTerms *) fcinfo->flinfo->fn_extra;
-	ArrayType  *terms = PG_GETARG_ARRAYTYPE_P(1);
-	ArrayType  *idf = PG_GETARG_ARRAYTYPE_P(2);
+	struct varlena *terms_bytes = inline_arg(fcinfo, 1);
+	struct varlena *idf_bytes = inline_arg(fcinfo, 2);
+	ArrayType  *terms,
+			   *idf;
 	MemoryContext cxt = fcinfo->flinfo->fn_mcxt;
 	Datum	   *term_values,
 			   *idf_values;
@@ -61,9 +77,10 @@ query_terms(FunctionCallInfo fcinfo)
 	int			nterms,
 				nidf;
 
-	if (q != NULL && same_bytes(q->terms_bytes, (struct varlena *) terms) &&
-		same_bytes(q->idf_bytes, (struct varlena *) idf))
+	if (q != NULL && same_bytes(q->terms_bytes, terms_bytes) && same_bytes(q->idf_bytes, idf_bytes))
 		return q;
+	terms = DatumGetArrayTypeP(PointerGetDatum(terms_bytes));
+	idf = DatumGetArrayTypeP(PointerGetDatum(idf_bytes));
 
 	if (ARR_NDIM(terms) > 1 || ARR_NDIM(idf) > 1)
 		ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
@@ -98,8 +115,8 @@ query_terms(FunctionCallInfo fcinfo)
 		memcpy(q->lexeme[i], VARDATA_ANY(t), q->len[i]);
 		q->idf[i] = DatumGetFloat8(idf_values[i]);
 	}
-	q->terms_bytes = copy_bytes(cxt, (struct varlena *) terms);
-	q->idf_bytes = copy_bytes(cxt, (struct varlena *) idf);
+	q->terms_bytes = copy_bytes(cxt, terms_bytes);
+	q->idf_bytes = copy_bytes(cxt, idf_bytes);
 	fcinfo->flinfo->fn_extra = q;
 	return q;
 }
