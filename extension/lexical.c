@@ -183,8 +183,9 @@ PG_FUNCTION_INFO_V1(ruvllm_term_coverage);
 
 /*
  * ruvllm._term_coverage(doc tsvector, terms text[], idf float8[]): the share of the terms' IDF
- * that doc contains; NULL when doc contains none of them or their IDF sums to 0 (as the SQL form
- * it replaces, a sum over no rows divided by NULLIF(total, 0), gave).
+ * that doc contains, 0 when it contains none of them; NULL when there is nothing to cover (no
+ * terms, or their IDF sums to 0): abstention then reads similarity alone. A hit that holds none
+ * of the question's terms must not count as a question without terms.
  */
 Datum
 ruvllm_term_coverage(PG_FUNCTION_ARGS)
@@ -193,19 +194,15 @@ ruvllm_term_coverage(PG_FUNCTION_ARGS)
 	QueryTerms *q = query_terms(fcinfo);
 	double		held = 0,
 				total = 0;
-	bool		any = false;
 
 	for (int i = 0; i < q->n; i++)
 	{
 		total += q->idf[i];
 		if (term_frequency(doc, q->lexeme[i], q->len[i]) > 0)
-		{
 			held += q->idf[i];
-			any = true;
-		}
 	}
 	PG_FREE_IF_COPY(doc, 0);
-	if (!any || total == 0)
+	if (total == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(held / total);
 }

@@ -81,8 +81,8 @@ def lexical_ctes(filter_sql, depth):
     )"""
 
 
-# Of the question's terms' IDF, the share node n contains (NULL for a question without terms, and
-# for a node with none of them): similarity alone does not tell "the default of
+# Of the question's terms' IDF, the share node n contains (0 for a node with none of them, NULL for
+# a question without terms): similarity alone does not tell "the default of
 # checkpoint_timeout" from "the default of turbo_vacuum_mode", a term no memory holds. Over the
 # rows of lexical_ctes' statement.
 COVERAGE = """ruvllm._term_coverage(n.lexemes, (SELECT lexemes FROM query_lexemes),

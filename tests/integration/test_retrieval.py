@@ -228,7 +228,7 @@ def reference_bm25(db, question):
               FROM ruvllm.nodes n, unnest(n.lexemes) u GROUP BY n.id"""):
         held = sum(w for t, w in idf.items() if t in tf)
         out[node] = (lexical.bm25(tf, length, idf, total / docs),
-                     held / sum(idf.values()) if any(t in tf for t in idf) else None)
+                     held / sum(idf.values()) if sum(idf.values()) > 0 else None)
     return out, idf, total / docs
 
 
@@ -268,6 +268,9 @@ def test_the_bm25_scorer_refuses_mismatched_terms(db):
     # No terms: nothing to score, nothing covered.
     assert scalar(db, "SELECT ruvllm._bm25('a b'::tsvector, '{}', '{}', 1, 1.2, 0.75)") == 0
     assert scalar(db, "SELECT ruvllm._term_coverage('a b'::tsvector, '{}', '{}')") is None
+    # A node with none of the question's terms covers none of it: 0, not "no terms to cover".
+    assert scalar(db, "SELECT ruvllm._term_coverage('a b'::tsvector, '{c}', '{2.5}')") == 0
+    assert scalar(db, "SELECT ruvllm._term_coverage('a b'::tsvector, '{b,c}', '{1,3}')") == 0.25
 
 
 def test_the_query_vector_travels_in_binary_form(db):
