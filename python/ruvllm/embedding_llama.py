@@ -243,9 +243,13 @@ class LlamaEmbedder(Embedder):
         _quiet(ll)
         ll.llama_backend_init()
         mparams = ll.llama_model_default_params()
-        mparams.use_mmap = True
-        if hasattr(mparams, "n_gpu_layers"):
-            mparams.n_gpu_layers = 0
+        # Memory-mapped, so backends share the file's pages (as they share the safetensors' for numpy).
+        fields = {f[0] for f in type(mparams)._fields_}
+        if "load_mode" in fields:
+            mparams.load_mode = ll.LLAMA_LOAD_MODE_MMAP
+        elif "use_mmap" in fields:
+            mparams.use_mmap = True
+        mparams.n_gpu_layers = 0
         load = getattr(ll, "llama_model_load_from_file", None) or ll.llama_load_model_from_file
         self._model = load(str(self.gguf_path).encode(), mparams)
         if not self._model:

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""The embedding candidates side by side, in one process each, interleaved (issue 16, item 1):
+
+    python3 bench/memory/embedders.py [--queries 300] [--docs 500] [--candidates numpy,llama,llama-f16]
+
+For each candidate: p50/p90 of one 9-word query (embed_one; every candidate embeds query i before
+any embeds query i+1, the order rotating), docs/s over 500 two-sentence documents in one embed()
+call (each candidate in turn, three rounds, the best kept), the minimum cosine against
+sentence-transformers' vectors (tests/fixtures/minilm_reference.json), and the RSS one fresh
+process adds by loading the candidate and embedding (measured in a child process per candidate).
+Outside PostgreSQL: bench/memory's ruvllm_embed rows give the same in a backend.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "python"))
+sys.path.insert(0, str(HERE))
+
+QUERIES = [
+    "how do I make the nightly backup job faster",
+    "what does the checkpoint timeout setting change here",
+    "which index type fits a column of geographic points",
+    "why is my replication slot keeping so much WAL",
+    "when should autovacuum run on a busy table",
+]  # 9 words each
+
+
+def make(name):
+    from ruvllm import embedding as E
+    if name == "numpy":
+        return E.Embedder(E.find_model_dir())
+    from ruvllm import embedding_llama as EL
+    dtype = "f16" if name.endswith("f16") else "f32"
+    return EL.LlamaEmbedder(E.find_model_dir(), dtype=dtype)
+
+
+def rss_mib():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child_rss(name):
+    """RSS a fresh process adds: imports and model load, then a query and a 500-doc batch."""
+    import corpus
+    docs = [t for t, _ in corpus.documents(500, seed=1)]
+    import tokenizers  # noqa: F401  (both candidates need it: not charged to either)
+    base = rss_mib()
+    emb = make(name)
+    emb.embed_one(QUERIES[0])
+    after_query = rss_mib()
+    emb.embed(docs)
+    print(json.dumps({"after_query": after_query - base, "after_batch": rss_mib() - base}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--docs", type=int, default=500)
+    ap.add_argument("--candidates", default="numpy,llama,llama-f16")
+    ap.add_argument("--child-rss")
+    args = ap.parse_args()
+    if args.child_rss:
+        child_rss(args.child_rss)
+        return
+    import corpus
+    names = args.candidates.split(",")
+    ref = json.loads((REPO / "tests/fixtures/minilm_reference.json").read_text())
+    cases = ref["cases"]
+    docs = [t for t, _ in corpus.documents(args.docs, seed=1)]
+    t0 = time.perf_counter()
+    embs = {}
+    for n in names:
+        t0 = time.perf_counter()
+        embs[n] = make(n)
+        print(f"{n}: loaded in {time.perf_counter() - t0:.2f} s", flush=True)
+    ids = embs[names[0]].tokenize([QUERIES[0]])[0][0]
+    print(f"query: {len(QUERIES[0].split())} words, {len(ids)} tokens; "
+          f"docs: {len(docs)}, mean {np.mean([len(d.split()) for d in docs]):.0f} words")
+
+    for e in embs.values():
+        for q in QUERIES:
+            e.embed_one(q)
+    times = {n: [] for n in names}
+    for i in range(args.queries):
+        shift = i % len(names)
+        for n in names[shift:] + names[:shift]:
+            t0 = time.perf_counter()
+            embs[n].embed_one(QUERIES[i % len(QUERIES)])
+            times[n].append((time.perf_counter() - t0) * 1000)
+    rates = {n: 0.0 for n in names}
+    for _round in range(3):
+        for n in names:
+            t0 = time.perf_counter()
+            embs[n].embed(docs)
+            rates[n] = max(rates[n], len(docs) / (time.perf_counter() - t0))
+    agree, vs_numpy = {}, {}
+    texts = [c["text"] for c in cases]
+    refv = np.array([c["vector"] for c in cases], dtype=np.float64)
+    vecs = {}
+    for n in names:
+        v = embs[n].embed(texts).vectors.astype(np.float64)
+        vecs[n] = v
+        cos = np.einsum("ij,ij->i", v, refv) / np.linalg.norm(refv, axis=1) / np.linalg.norm(v, axis=1)
+        agree[n] = float(cos.min())
+    if "numpy" in vecs:
+        dv = {n: embs[n].embed(docs[:200]).vectors.astype(np.float64) for n in names}
+        for n in names:
+            vs_numpy[n] = float(np.einsum("ij,ij->i", dv[n], dv["numpy"]).min())
+    rss = {}
+    for n in names:
+        out = subprocess.run([sys.executable, __file__, "--child-rss", n], capture_output=True,
+                             text=True, check=True)
+        rss[n] = json.loads(out.stdout.strip().splitlines()[-1])
+
+    base = "numpy" if "numpy" in names else names[0]
+    p50 = {n: statistics.median(times[n]) for n in names}
+    print()
+    print("| candidate | query p50 ms | p90 ms | vs numpy | docs/s (500 docs) | vs numpy "
+          "| min cosine vs s-t | min cosine vs numpy (200 docs) | RSS added MiB (query / +batch) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n in names:
+        print(f"| {n} | {p50[n]:.2f} | {np.percentile(times[n], 90):.2f} | {p50[n] / p50[base]:.2f}x "
+              f"| {rates[n]:.0f} | {rates[n] / rates[base]:.2f}x | {agree[n]:.7f} "
+              f"| {vs_numpy.get(n, float('nan')):.7f} "
+              f"| {rss[n]['after_query']:.1f} / {rss[n]['after_batch']:.1f} |")
+    print(f"\n(threads: OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+          f"llama.cpp 1; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
+
+
+if __name__ == "__main__":
+    main()
