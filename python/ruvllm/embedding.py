@@ -365,7 +365,10 @@ class Embedder:
     # ---- forward ----
 
     def embed(self, texts: list[str]) -> EmbedResult:
-        ids_list, counts, truncated = self.tokenize(texts)
+        return self.embed_ids(*self.tokenize(texts))
+
+    def embed_ids(self, ids_list, counts, truncated) -> EmbedResult:
+        """embed() of texts already tokenised (tokenize()'s three lists)."""
         n = len(ids_list)
         out = np.empty((n, self.dim), dtype=_F32)
         # Sorting by length means each batch pads only to its own longest text, which is close to

@@ -6,13 +6,15 @@ The tokeniser stays ours (the `tokenizers` package, as for the numpy forward), s
 counts and truncation are identical whichever embedder runs; llama.cpp only sees the ids. Its BERT
 graph is the model's own (embeddings + token type 0 + positions, LayerNorm, 6 post-norm encoder
 layers, GELU FFN) with mean pooling over each sequence; we L2-normalise. Several texts go into one
-llama.cpp batch as separate sequences, packed end to end with no padding.
+llama.cpp batch as separate sequences, packed end to end with no padding. Bulk calls (more than
+BULK_TOKENS tokens) go to the numpy forward, which is faster there.
 
-The GGUF file (~87 MiB at F32) is built from the installed model.safetensors: by `make install`
+The GGUF file (43 MiB at f16) is built from the installed model.safetensors: by `make install`
 into the install's embedding directory, or else on first use into the first writable cache
-directory (gguf_dirs()). Its name carries a key over the source files' size and mtime and this
-writer's version, so a changed model or writer makes a new file rather than reading a stale one;
-inside, ruvllm.source_sha256 records the safetensors' SHA-256 for audit.
+directory (gguf_dirs()). Its name carries a key over the source files' size and mtime, the dtype
+and this writer's version, so a changed model or writer makes a new file rather than reading a
+stale one; a file that is there but cut short or of another writer is rebuilt. Inside,
+ruvllm.source_sha256 records the safetensors' SHA-256 for audit.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .embedding import DIM, MAX_TOKENS, UNDEFINED_FILE, Embedder, find_model_dir
 from .errors import RuvllmError
 
 # Bumped whenever what build_gguf writes changes: the file name's key changes with it.
-WRITER_VERSION = 1
+WRITER_VERSION = 2
 ENV_CACHE_DIR = "RUVLLM_EMBED_CACHE_DIR"
 FILE_STEM = "all-MiniLM-L6-v2"
 
@@ -41,6 +43,14 @@ FILE_STEM = "all-MiniLM-L6-v2"
 # weights over 10-40 short texts. A single text is at most MAX_TOKENS (256).
 BATCH_TOKENS = 512
 BATCH_SEQUENCES = 64
+# Past this many tokens in one embed() call (two llama.cpp batches), the numpy forward embeds
+# instead: OpenBLAS' sgemm over padded batches of up to 4096 tokens beats llama.cpp's packed
+# batches, whose every token attends over the whole batch's mask (bench/memory/embedders.py:
+# numpy 1.2-1.3x llama's docs/s on 500 two-sentence documents, llama 2-2.5x faster per query).
+# Queries and small batches stay with llama.cpp; a backend that bulk-ingests loads both.
+BULK_TOKENS = 2 * BATCH_TOKENS
+DTYPES = ("f16", "f32", "q8_0")
+DTYPE = "f16"
 # llama.cpp threads: one. A backend runs beside others on few cores; llama.cpp's threads spin at
 # barriers, so a second thread competing with another busy backend slows both (measured tenfold
 # for generation, see ruvllm.inference_threads).
@@ -77,7 +87,7 @@ def _source_key(model_dir: Path, dtype: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def gguf_name(model_dir: Path, dtype: str = "f32") -> str:
+def gguf_name(model_dir: Path, dtype: str = DTYPE) -> str:
     return f"{FILE_STEM}.{dtype}.{_source_key(Path(model_dir), dtype)}.gguf"
 
 
@@ -127,26 +137,31 @@ def _vocab(model_dir: Path):
     return tokens, types, {t: vocab[t] for t in special}
 
 
-def build_gguf(model_dir, path, dtype: str = "f32") -> Path:
+def build_gguf(model_dir, path, dtype: str = DTYPE) -> Path:
     """Writes all-MiniLM-L6-v2 from model_dir (model.safetensors, tokenizer.json, config.json)
-    as a llama.cpp "bert" GGUF at path. dtype f32 keeps every weight as it is; f16 halves the
-    matrices (1-D tensors stay f32, as llama.cpp expects)."""
+    as a llama.cpp "bert" GGUF at path. The encoder's matrices and the token embeddings are
+    stored as dtype: f32 as they are, f16 (the default: ~25% faster, same agreement), or q8_0
+    (kept for bench/memory/embedders.py only: ~2x faster again but cosine 0.999 to
+    sentence-transformers, under the 0.9999 bar). 1-D tensors, the position and token type
+    embeddings stay f32 (ggml adds no f16 row to f32 activations)."""
     model_dir, path = Path(model_dir), Path(path)
-    if dtype not in ("f32", "f16"):
-        raise ValueError(f"dtype {dtype!r}: f32 or f16")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: one of {', '.join(DTYPES)}")
     cfg = json.loads((model_dir / "config.json").read_text())
     t = read_safetensors(model_dir / "model.safetensors")
     n_layer = int(cfg["num_hidden_layers"])
-    matrix_dtype = np.float32 if dtype == "f32" else np.float16
 
-    def tensor(gguf_name, hf_name):
+    def tensor(gguf_name, hf_name, keep_f32=False):
         arr = t[hf_name]
-        arr = arr.astype(matrix_dtype if arr.ndim == 2 else np.float32, copy=False)
-        return gguf_name, arr
+        if arr.ndim == 1 or keep_f32 or dtype == "f32":
+            return gguf_name, arr.astype(np.float32, copy=False)
+        if dtype == "q8_0" and gguf_name != "token_embd.weight":
+            return gguf_name, gguf.quantize_q8_0(arr), gguf.GGML_Q8_0, arr.shape
+        return gguf_name, arr.astype(np.float16)
 
     tensors = [tensor("token_embd.weight", "embeddings.word_embeddings.weight"),
-               tensor("token_types.weight", "embeddings.token_type_embeddings.weight"),
-               tensor("position_embd.weight", "embeddings.position_embeddings.weight"),
+               tensor("token_types.weight", "embeddings.token_type_embeddings.weight", keep_f32=True),
+               tensor("position_embd.weight", "embeddings.position_embeddings.weight", keep_f32=True),
                tensor("token_embd_norm.weight", "embeddings.LayerNorm.weight"),
                tensor("token_embd_norm.bias", "embeddings.LayerNorm.bias")]
     for i in range(n_layer):
@@ -163,7 +178,7 @@ def build_gguf(model_dir, path, dtype: str = "f32") -> Path:
     meta = {
         "general.architecture": (S, "bert"),
         "general.name": (S, FILE_STEM),
-        "general.file_type": (U32, 0 if dtype == "f32" else 1),   # ALL_F32 / MOSTLY_F16
+        "general.file_type": (U32, {"f32": 0, "f16": 1, "q8_0": 7}[dtype]),  # llama_ftype
         "bert.context_length": (U32, int(cfg["max_position_embeddings"])),
         "bert.embedding_length": (U32, int(cfg["hidden_size"])),
         "bert.feed_forward_length": (U32, int(cfg["intermediate_size"])),
@@ -179,8 +194,6 @@ def build_gguf(model_dir, path, dtype: str = "f32") -> Path:
         # llama.cpp's own spelling of "separator".
         "tokenizer.ggml.seperator_token_id": (U32, special["[SEP]"]),
         "tokenizer.ggml.cls_token_id": (U32, special["[CLS]"]),
-        "tokenizer.ggml.bos_token_id": (U32, special["[CLS]"]),
-        "tokenizer.ggml.eos_token_id": (U32, special["[SEP]"]),
         "tokenizer.ggml.unknown_token_id": (U32, special["[UNK]"]),
         "tokenizer.ggml.padding_token_id": (U32, special["[PAD]"]),
         "tokenizer.ggml.mask_token_id": (U32, special["[MASK]"]),
@@ -199,7 +212,7 @@ def _valid(path: Path) -> bool:
         return False
 
 
-def ensure_gguf(model_dir=None, dtype: str = "f32") -> Path:
+def ensure_gguf(model_dir=None, dtype: str = DTYPE) -> Path:
     """The GGUF file for the installed model: an existing, well-formed one from gguf_dirs(), or
     one built now in the first directory that can be written."""
     model_dir = Path(model_dir) if model_dir is not None else find_model_dir()
@@ -229,8 +242,12 @@ class LlamaEmbedder(Embedder):
 
     kind = "llama"
 
-    def __init__(self, model_dir=None, gguf_path=None, dtype: str = "f32", threads: int = THREADS):
+    def __init__(self, model_dir=None, gguf_path=None, dtype: str = DTYPE, threads: int = THREADS,
+                 bulk_tokens: int | None = BULK_TOKENS):
+        """bulk_tokens: an embed() call of more tokens goes to the numpy forward (None: never)."""
         self._ctx = self._model = None
+        self._bulk = None
+        self.bulk_tokens = bulk_tokens
         super().__init__(model_dir, load_weights=False)
         try:
             import llama_cpp
@@ -250,12 +267,19 @@ class LlamaEmbedder(Embedder):
         elif "use_mmap" in fields:
             mparams.use_mmap = True
         mparams.n_gpu_layers = 0
+        # No extra buffer types (AMX, repacking): they copy the matrices into private memory
+        # (+20 MiB per backend at f16) and are no faster for a query's few tokens (measured).
+        if "use_extra_bufts" in fields:
+            mparams.use_extra_bufts = False
         load = getattr(ll, "llama_model_load_from_file", None) or ll.llama_load_model_from_file
         self._model = load(str(self.gguf_path).encode(), mparams)
         if not self._model:
             raise RuvllmError(UNDEFINED_FILE, f"llama.cpp could not load {self.gguf_path}")
         cparams = ll.llama_context_default_params()
-        cparams.n_ctx = cparams.n_batch = cparams.n_ubatch = BATCH_TOKENS
+        # No KV cache (an encoder), so n_ctx only bounds each sequence: llama.cpp gives every one
+        # of n_seq_max sequences n_ctx / n_seq_max positions, which must reach MAX_TOKENS.
+        cparams.n_ctx = MAX_TOKENS * BATCH_SEQUENCES
+        cparams.n_batch = cparams.n_ubatch = BATCH_TOKENS
         cparams.n_seq_max = BATCH_SEQUENCES
         cparams.n_threads = cparams.n_threads_batch = threads
         cparams.embeddings = True
@@ -290,6 +314,16 @@ class LlamaEmbedder(Embedder):
         # Encoder-only models are run by llama_encode; llama_decode routes them there too in
         # newer llama.cpp, so either works.
         self._run = getattr(ll, "llama_encode", None) or ll.llama_decode
+
+    def embed(self, texts):
+        if self.bulk_tokens is not None and len(texts) > 1:
+            ids_list, counts, truncated = self.tokenize(texts)
+            if sum(len(x) for x in ids_list) > self.bulk_tokens:
+                if self._bulk is None:
+                    self._bulk = Embedder(self.model_dir)
+                return self._bulk.embed_ids(ids_list, counts, truncated)
+            return self.embed_ids(ids_list, counts, truncated)
+        return super().embed(texts)
 
     def _batches(self, order, ids_list):
         """Groups of texts (in length order) that fit one llama.cpp batch: no padding, so the only
@@ -348,8 +382,11 @@ class LlamaEmbedder(Embedder):
 
 def _quiet(ll) -> None:
     """llama.cpp logs every tensor at load to stderr (the server log); only errors should go there."""
-    logger = getattr(ll, "_logger", None)
-    set_verbose = getattr(logger, "set_verbose", None)
+    try:
+        from llama_cpp import _logger
+    except ImportError:
+        return
+    set_verbose = getattr(_logger, "set_verbose", None)
     if set_verbose is not None:
         set_verbose(False)
 

@@ -30,7 +30,7 @@ STRING, ARRAY, UINT64, INT64, FLOAT64 = 8, 9, 10, 11, 12
 _FORMAT = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
            10: "<Q", 11: "<q", 12: "<d"}
 # ggml tensor types write() stores: numpy dtype -> ggml type.
-GGML_F32, GGML_F16 = 0, 1
+GGML_F32, GGML_F16, GGML_Q8_0 = 0, 1, 8
 _GGML_OF_DTYPE = {np.dtype("<f4"): GGML_F32, np.dtype("<f2"): GGML_F16}
 ALIGNMENT = 32
 
@@ -188,6 +188,20 @@ def metadata(path):
 # --- writing ----------------------------------------------------------------------------------
 
 
+def quantize_q8_0(arr):
+    """ggml's Q8_0 of a float array whose rows are a multiple of 32 long: each block of 32 is an
+    f16 scale d = max|x| / 127 and 32 int8 round(x / d) (34 bytes). Returns the blocks as uint8."""
+    x = np.asarray(arr, dtype=np.float32).reshape(-1, 32)
+    amax = np.abs(x).max(axis=1, keepdims=True)
+    d = amax / np.float32(127)
+    inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
+    q = np.round(x * inv).astype(np.int8)   # numpy rounds half to even, ggml half away: rare ties
+    out = np.empty((x.shape[0], 34), dtype=np.uint8)
+    out[:, :2] = d.astype("<f2").view(np.uint8)
+    out[:, 2:] = q.view(np.uint8)
+    return out.reshape(-1)
+
+
 def _pack_string(value):
     raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
     return struct.pack("<Q", len(raw)) + raw
@@ -224,21 +238,31 @@ def write(path, meta, tensors, *, alignment=ALIGNMENT):
     if alignment != ALIGNMENT:
         meta["general.alignment"] = (UINT32, alignment)
     infos, offset = [], 0
-    for name, arr in tensors:
-        arr = np.asarray(arr)
-        ggml_type = _GGML_OF_DTYPE.get(arr.dtype.newbyteorder("<"))
-        if ggml_type is None:
-            raise ValueError(f"tensor {name}: dtype {arr.dtype} is not float32 or float16")
-        if not 1 <= arr.ndim <= 4:
-            raise ValueError(f"tensor {name}: rank {arr.ndim} (GGUF holds 1 to 4 dimensions)")
-        infos.append((name, arr, ggml_type, offset))
+    for item in tensors:
+        if len(item) == 4:  # (name, raw blocks as uint8, ggml type, logical shape): quantised
+            name, arr, ggml_type, shape = item
+            arr, shape = np.ascontiguousarray(arr, dtype=np.uint8), tuple(shape)
+            block_bytes, block_elems = GGML_TYPE_SIZES[ggml_type]
+            if shape[-1] % block_elems or arr.nbytes != int(np.prod(shape)) // block_elems * block_bytes:
+                raise ValueError(f"tensor {name}: {arr.nbytes} bytes do not hold {shape} of type {ggml_type}")
+        else:
+            name, arr = item
+            arr = np.asarray(arr)
+            shape = arr.shape
+            ggml_type = _GGML_OF_DTYPE.get(arr.dtype.newbyteorder("<"))
+            if ggml_type is None:
+                raise ValueError(f"tensor {name}: dtype {arr.dtype} is not float32 or float16")
+            arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+        if not 1 <= len(shape) <= 4:
+            raise ValueError(f"tensor {name}: rank {len(shape)} (GGUF holds 1 to 4 dimensions)")
+        infos.append((name, arr, shape, ggml_type, offset))
         offset += -(-arr.nbytes // alignment) * alignment
     head = [b"GGUF", struct.pack("<IQQ", 3, len(infos), len(meta))]
     for key, (vtype, value) in meta.items():
         head += [_pack_string(key), struct.pack("<I", vtype), _pack_value(vtype, value)]
-    for name, arr, ggml_type, off in infos:
-        head += [_pack_string(name), struct.pack("<I", arr.ndim)]
-        head += [struct.pack("<Q", d) for d in reversed(arr.shape)]
+    for name, _arr, shape, ggml_type, off in infos:
+        head += [_pack_string(name), struct.pack("<I", len(shape))]
+        head += [struct.pack("<Q", d) for d in reversed(shape)]
         head.append(struct.pack("<IQ", ggml_type, off))
     head = b"".join(head)
     directory = os.path.dirname(os.path.abspath(path))
@@ -246,9 +270,9 @@ def write(path, meta, tensors, *, alignment=ALIGNMENT):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(head + b"\0" * (-len(head) % alignment))
-            for _name, arr, _type, _off in infos:
-                raw = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-                f.write(raw + b"\0" * (-len(raw) % alignment))
+            for _name, arr, _shape, _type, _off in infos:
+                f.write(memoryview(arr).cast("B"))
+                f.write(b"\0" * (-arr.nbytes % alignment))
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)

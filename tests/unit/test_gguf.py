@@ -118,3 +118,16 @@ def test_writer_refuses_what_it_cannot_store(tmp_path, arr, message):
     with pytest.raises(ValueError, match=message):
         gguf.write(tmp_path / "x.gguf", {}, [("t", arr)])
     assert list(tmp_path.iterdir()) == []  # refused before anything is written
+
+
+def test_q8_0_blocks_hand_checked():
+    # One block of 32: max |x| = 31, so d = 31/127 and q = round(x * 127/31); x = 1 -> 4.1 -> 4.
+    x = np.arange(-15, 17, dtype=np.float32)   # -15 .. 16
+    x[-1] = 31.0
+    raw = gguf.quantize_q8_0(x)
+    assert raw.shape == (34,)
+    d = raw[:2].view("<f2")[0]
+    assert d == np.float16(31 / 127)
+    q = raw[2:].view(np.int8)
+    assert q[15] == 0 and q[16] == 4 and q[-1] == 127 and q[0] == -61   # -15 * 127/31 = -61.45
+    assert np.abs(q.astype(np.float32) * np.float32(d) - x).max() <= float(d) / 2 + 1e-3
