@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """The embedding candidates side by side, in one process each, interleaved (issue 16, item 1):
 
-    python3 bench/memory/embedders.py [--queries 300] [--docs 500] [--candidates numpy,llama,llama-f16]
+    python3 bench/memory/embedders.py [--queries 300] [--docs 500] [--candidates numpy,llama,llama-f32]
+
+Candidates: numpy (ruvllm.embedder = numpy), llama (the default: llama.cpp over the f16 GGUF),
+llama-f32 and llama-q8_0 (the same file at another dtype; q8_0 is ~2x faster again but misses
+the 0.9999 agreement bar). llama here is llama.cpp alone (no bulk hand-off to numpy), so its
+docs/s is llama.cpp's own.
 
 For each candidate: p50/p90 of one 9-word query (embed_one; every candidate embeds query i before
 any embeds query i+1, the order rotating), docs/s over 500 two-sentence documents in one embed()
@@ -42,8 +47,8 @@ def make(name):
     if name == "numpy":
         return E.Embedder(E.find_model_dir())
     from ruvllm import embedding_llama as EL
-    dtype = name.split("-", 1)[1] if "-" in name else "f32"
-    return EL.LlamaEmbedder(E.find_model_dir(), dtype=dtype)
+    dtype = name.split("-", 1)[1] if "-" in name else EL.DTYPE
+    return EL.LlamaEmbedder(E.find_model_dir(), dtype=dtype, bulk_tokens=None)
 
 
 def rss_mib():
@@ -74,7 +79,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--docs", type=int, default=500)
-    ap.add_argument("--candidates", default="numpy,llama,llama-f16")
+    ap.add_argument("--candidates", default="numpy,llama,llama-f32,llama-q8_0")
     ap.add_argument("--child-rss")
     args = ap.parse_args()
     if args.child_rss:
