@@ -203,3 +203,20 @@ def test_get_embedder_by_kind(model_dir, built, monkeypatch):
     emb = E.get_embedder("llama")
     assert isinstance(emb, EL.LlamaEmbedder) and emb.gguf_path == built
     assert E.get_embedder("llama") is emb
+
+
+def test_llama_unavailable_falls_back_to_numpy(model_dir, monkeypatch):
+    def unavailable(*args, **kwargs):
+        raise RuvllmError(E.UNDEFINED_FILE, "llama-cpp-python is not importable: no module")
+    monkeypatch.setattr(E, "_loaded", {})
+    monkeypatch.setattr(E, "_fell_back", [])
+    monkeypatch.setattr(EL, "LlamaEmbedder", unavailable)
+    emb = E.get_embedder("llama")
+    assert type(emb) is E.Embedder and E.get_embedder("numpy") is emb
+    assert E._fell_back == ["llama-cpp-python is not importable: no module"]
+    # A missing model is no reason to fall back: numpy could not embed either.
+    monkeypatch.setattr(E, "_loaded", {})
+    monkeypatch.setattr(E, "find_model_dir", lambda: (_ for _ in ()).throw(
+        RuvllmError(E.UNDEFINED_FILE, "embedding model all-MiniLM-L6-v2 not found")))
+    with pytest.raises(RuvllmError, match="not found"):
+        E.get_embedder("llama")
