@@ -45,9 +45,10 @@ BATCH_TOKENS = 512
 BATCH_SEQUENCES = 64
 # Past this many tokens in one embed() call (two llama.cpp batches), the numpy forward embeds
 # instead: OpenBLAS' sgemm over padded batches of up to 4096 tokens beats llama.cpp's packed
-# batches, whose every token attends over the whole batch's mask (bench/memory/embedders.py:
-# numpy 1.2-1.3x llama's docs/s on 500 two-sentence documents, llama 2-2.5x faster per query).
-# Queries and small batches stay with llama.cpp; a backend that bulk-ingests loads both.
+# batches, whose every token attends over the whole batch's mask (bench/memory/embedders.py on 2
+# shared cores: numpy 95 docs/s, llama.cpp 69 on 500 two-sentence documents; per 9-word query
+# llama.cpp 5.8 ms, numpy 10.9; larger llama.cpp batches were slower still). Queries and small
+# batches stay with llama.cpp; a backend that bulk-ingests loads both.
 BULK_TOKENS = 2 * BATCH_TOKENS
 DTYPES = ("f16", "f32", "q8_0")
 DTYPE = "f16"
@@ -137,10 +138,11 @@ def _vocab(model_dir: Path):
 def build_gguf(model_dir, path, dtype: str = DTYPE) -> Path:
     """Writes all-MiniLM-L6-v2 from model_dir (model.safetensors, tokenizer.json, config.json)
     as a llama.cpp "bert" GGUF at path. The encoder's matrices and the token embeddings are
-    stored as dtype: f32 as they are, f16 (the default: ~25% faster, same agreement), or q8_0
-    (kept for bench/memory/embedders.py only: ~2x faster again but cosine 0.999 to
-    sentence-transformers, under the 0.9999 bar). 1-D tensors, the position and token type
-    embeddings stay f32 (ggml adds no f16 row to f32 activations)."""
+    stored as dtype: f32 as they are, f16 (the default: 5.8 ms a query against f32's 7.3, the
+    same agreement, half the file), or q8_0 (kept for bench/memory/embedders.py only: cosine
+    0.9990 to sentence-transformers, under the 0.9999 bar; fast only with llama.cpp's AMX
+    repacking, 3.0 ms, which copies the weights into each backend's memory). 1-D tensors, the
+    position and token type embeddings stay f32 (ggml adds no f16 row to f32 activations)."""
     model_dir, path = Path(model_dir), Path(path)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r}: one of {', '.join(DTYPES)}")
