@@ -63,9 +63,11 @@ bench-memory: env
 
 # ruvllm_query end to end at 10K and 100K memories, cache hits, generation in-database vs bare,
 # backend RSS; prints its table and records it in bench/RESULTS.md (~15-20 min;
-# RUVLLM_BENCH_SCALE=small for a ~3 min smoke run that is not recorded).
+# RUVLLM_BENCH_SCALE=small for a ~3 min smoke run that is not recorded). ARGS go to
+# bench/query/run.py: ARGS="--only cache,tokens" runs just the cache-lookup and token-counting
+# phases, before and after (printed, not recorded).
 bench-query: env
-	@$(ENTER) --layer test -- sh bench/run.sh --raw query default
+	@$(ENTER) --layer test -- sh bench/run.sh --raw query default -- $(ARGS)
 
 # Generation in each backend (ruvllm.inference = in_process) against the shared supervised
 # llama-server (server), side by side at C = 1, 2, 4, 8 connections: answers/s against the machine's

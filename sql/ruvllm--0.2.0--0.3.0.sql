@@ -735,6 +735,28 @@ SELECT pg_catalog.pg_extension_config_dump('ruvllm.lexical_stats', '');
 -- The upgraded database's nodes, counted.
 SELECT ruvllm._rebuild_lexical_stats();
 
+-- BM25 in C (extension/lexical.c): scored in SQL (setweight, ts_filter, unnest and a join per
+-- candidate) a search at 100K nodes spent ~20 us on each of up to 1,000 candidates.
+CREATE FUNCTION ruvllm._bm25(doc tsvector, terms text[], idf float8[], avgdl float8, k1 float8, b float8)
+RETURNS float8
+    AS 'MODULE_PATHNAME', 'ruvllm_bm25' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION ruvllm._bm25(tsvector, text[], float8[], float8, float8, float8) IS
+    'BM25 score of a tsvector for query lexemes with their IDF (parallel arrays): the sum over the terms in doc of idf * tf (k1 + 1) / (tf + k1 (1 - b + b * length(doc) / avgdl)), tf the term''s positions (1 without positions); 0 when none is in doc (internal, lexical search).';
+CREATE FUNCTION ruvllm._term_coverage(doc tsvector, terms text[], idf float8[]) RETURNS float8
+    AS 'MODULE_PATHNAME', 'ruvllm_term_coverage' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION ruvllm._term_coverage(tsvector, text[], float8[]) IS
+    'Share of the query lexemes'' IDF (parallel arrays) that a tsvector contains; NULL when it contains none of them or their IDF sums to 0 (internal, what abstention reads).';
+
+-- The query vector of a search travels in binary form (extension/vector_recv.c).
+CREATE FUNCTION ruvllm._vector_recv(bytes bytea) RETURNS vector
+    AS 'MODULE_PATHNAME', 'ruvllm_vector_recv' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION ruvllm._vector_recv(bytea) IS
+    'A vector from pgvector''s binary form (what vector_send returns: int16 dimensions, int16 0, big-endian float4s), checked as vector_recv checks it (internal: searches pass their query vector so, unformatted).';
+REVOKE ALL ON FUNCTION ruvllm._bm25(tsvector, text[], float8[], float8, float8, float8),
+    ruvllm._term_coverage(tsvector, text[], float8[]), ruvllm._vector_recv(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ruvllm._bm25(tsvector, text[], float8[], float8, float8, float8),
+    ruvllm._term_coverage(tsvector, text[], float8[]), ruvllm._vector_recv(bytea) TO ruvllm_user, ruvllm_admin;
+
 -- ruvllm_search gains mode and filter (the old calls, positional (q), (q, k), (q, k, hops), resolve
 -- to the new function through its defaults), and new columns: dropped and made again. A user's
 -- view or function that names the old signature must be dropped first (DROP fails, naming it).

@@ -37,6 +37,7 @@ from common import CHILD_ENV, Server, cli, log, machine, print_report  # noqa: E
 import numpy as np  # noqa: E402
 
 import corpus  # noqa: E402
+import lookups  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
 from ruvllm import lexical  # noqa: E402  (pure: no plpy)
@@ -52,9 +53,11 @@ STAGES = ("embedding", "retrieval", "routing", "attention", "generation")
 SCALES = {
     # A smoke run: every phase, a few calls each.
     "small": dict(real=300, sizes=(2_000, 10_000), queries=8, warmup=1, cache=5,
-                  gen_reps=2, gen_tokens=32, budget_s=60, stub=10),
+                  gen_reps=2, gen_tokens=32, budget_s=60, stub=10, cached=10_000, probes=30,
+                  token_queries=10),
     "default": dict(real=2_000, sizes=(10_000, 100_000), queries=100, warmup=3, cache=50,
-                    gen_reps=5, gen_tokens=128, budget_s=270, stub=100),
+                    gen_reps=5, gen_tokens=128, budget_s=270, stub=100, cached=10_000, probes=200,
+                    token_queries=100),
 }
 # The end-to-end run at one size stops after `queries` calls or `budget_s` seconds, whichever
 # comes first (at least MIN_QUERIES), so the whole run stays under 20 minutes.
@@ -159,8 +162,8 @@ class Stub(generation.GenerationBackend):
     def __init__(self):
         self.real = generation.default_backend()
         self.max_loaded = self.real.max_loaded
-    def count_tokens(self, model, text):
-        return self.real.count_tokens(model, text)
+    def count_tokens_many(self, model, texts):
+        return self.real.count_tokens_many(model, texts)
     def generate(self, model, prompt, **kw):
         return generation.GenerationResult("(stub)", 0, 0, 0.0, "stop")
 
@@ -201,7 +204,9 @@ LOAD_NODES_SQL = """
 # What ingest_many counts for new nodes (lexical.COUNT_NEW_NODES), for the staged ones: without
 # it BM25's document frequencies were those of the real documents alone, and the lexical probe,
 # bounded by them to ~PROBE_DOCS nodes, scored up to MATCH_LIMIT.
-LOAD_LEXICAL_STATS_SQL = lexical.COUNT_NEW_NODES.replace("$1::uuid[]", "(SELECT pg_catalog.array_agg(id) FROM bench.stage)")
+# (The array cast: "= ANY((SELECT ...))" would compare each id with the whole array.)
+LOAD_LEXICAL_STATS_SQL = lexical.COUNT_NEW_NODES.replace(
+    "$1::uuid[]", "(SELECT pg_catalog.array_agg(id) FROM bench.stage)::uuid[]")
 # graph.insert_edges's statement, from a staging table.
 LOAD_EDGES_SQL = """
     INSERT INTO ruvllm_graph."SameTopic" (start_id, end_id, properties)
@@ -281,15 +286,17 @@ class Bare:
 # --- the benchmark ------------------------------------------------------------------------------
 
 class Bench:
-    def __init__(self, scale):
+    def __init__(self, scale, only=None):
         self.scale = scale
+        # A subset of the phases (--only cache,tokens): printed, never recorded.
+        self.only = only
         self.cfg = SCALES[scale]
         self.out = {"e2e": {}, "grow": {}}
         self.notes = []
         self.timeline = []
         self.rng = np.random.default_rng(7)
         n_q = len(self.cfg["sizes"]) * (self.cfg["queries"] + self.cfg["warmup"]) + 8 \
-            + 2 * self.cfg["stub"] + 3
+            + 2 * self.cfg["stub"] + 3 + 2 * self.cfg["token_queries"] + 2
         self.questions = corpus.questions(n_q, seed=11)
         self.q_next = 0
 
@@ -570,6 +577,26 @@ class Bench:
                                        access_ins=acc[0], access_upd=acc[1], access_hot=acc[2],
                                        access_mb=acc[3] / 2**20)
 
+    # -- cache lookups and token counting, before and after (bench/query/lookups.py) --------------
+
+    def cache_lookups(self, server):
+        from ruvllm import cache   # noqa: F401  (the statements' text only; no plpy here)
+        conn = server.connect()
+        n = self.cfg["cached"]
+        log(f"cache lookups at {n} cached answers: {self.cfg['probes']} probes of each kind, before and after")
+        self.out["cache_lookups"] = lookups.measure_cache(
+            conn, self.rng, self.real_vecs, self.real_texts, n, self.cfg["probes"], vector_bytes,
+            {"exact": cache.EXACT_SQL, "semantic": cache.SEMANTIC_SQL})
+        conn.close()
+
+    def token_counting(self, server):
+        n = self.cfg["token_queries"]
+        conn = server.connect()
+        log(f"token counting: {n} distinct questions with each counting path (generation stubbed)")
+        self.out["token_counting"] = lookups.measure_tokens(conn, self.take_questions(n),
+                                                            self.take_questions(n), MODELS)
+        conn.close()
+
     # -- memory ------------------------------------------------------------------------------------
 
     def rss(self, server):
@@ -609,45 +636,74 @@ class Bench:
                 conn = server.connect()
                 conn.execute("CREATE EXTENSION ruvllm CASCADE")
                 conn.execute(SETUP_SQL)
+                conn.execute(lookups.SETUP_SQL)
                 self.info = conn.execute("SELECT ruvllm_info()").fetchone()[0]
                 self.pg_version = conn.execute("SHOW server_version").fetchone()[0]
                 t0 = time.perf_counter()
                 self.seed_real(conn)
                 self.phase("seed real documents", t0)
-                qconn = None
-                for size in self.cfg["sizes"]:
-                    t0 = time.perf_counter()
-                    self.grow(conn, size)
-                    self.phase(f"grow to {label(size)}", t0)
-                    if qconn is not None:
-                        qconn.close()
-                    t0 = time.perf_counter()
-                    qconn = self.e2e(server, size)
-                    self.phase(f"end to end at {label(size)}", t0)
-                conn.close()
-                t0 = time.perf_counter()
-                self.cache_hits(qconn, self.cfg["sizes"][-1])
-                qconn.close()
-                self.phase("cache hits", t0)
-                t0 = time.perf_counter()
-                self.rss(server)
-                self.phase("backend RSS", t0)
-                t0 = time.perf_counter()
-                self.generation(server)
-                self.phase("generation in-database vs bare", t0)
-                t0 = time.perf_counter()
-                self.stubbed(server)
-                self.phase("orchestration with generation stubbed", t0)
-                self.table_stats(server)
+                if self.only:
+                    self.run_only(server, conn)
+                else:
+                    self.run_all(server, conn)
             finally:
                 server.stop(check=False)
         self.total_s = time.perf_counter() - t_all
         self.load_end = os.getloadavg()
 
+    def run_all(self, server, conn):
+        qconn = None
+        for size in self.cfg["sizes"]:
+            t0 = time.perf_counter()
+            self.grow(conn, size)
+            self.phase(f"grow to {label(size)}", t0)
+            if qconn is not None:
+                qconn.close()
+            t0 = time.perf_counter()
+            qconn = self.e2e(server, size)
+            self.phase(f"end to end at {label(size)}", t0)
+        conn.close()
+        t0 = time.perf_counter()
+        self.cache_hits(qconn, self.cfg["sizes"][-1])
+        qconn.close()
+        self.phase("cache hits", t0)
+        t0 = time.perf_counter()
+        self.rss(server)
+        self.phase("backend RSS", t0)
+        t0 = time.perf_counter()
+        self.generation(server)
+        self.phase("generation in-database vs bare", t0)
+        t0 = time.perf_counter()
+        self.stubbed(server)
+        self.phase("orchestration with generation stubbed", t0)
+        self.table_stats(server)
+        t0 = time.perf_counter()
+        self.token_counting(server)
+        self.phase("token counting before and after", t0)
+        t0 = time.perf_counter()
+        self.cache_lookups(server)
+        self.phase("cache lookups before and after", t0)
+
+    def run_only(self, server, conn):
+        """The phases of --only, on the first memory size."""
+        size = self.cfg["sizes"][0]
+        t0 = time.perf_counter()
+        self.grow(conn, size)
+        self.phase(f"grow to {label(size)}", t0)
+        conn.close()
+        if "tokens" in self.only:
+            t0 = time.perf_counter()
+            self.token_counting(server)
+            self.phase("token counting before and after", t0)
+        if "cache" in self.only:
+            t0 = time.perf_counter()
+            self.cache_lookups(server)
+            self.phase("cache lookups before and after", t0)
+
     # -- raw results (the report can be rendered again from them: --report-from) -----------------
 
     SAVED = ("scale", "cfg", "out", "notes", "timeline", "info", "pg_version", "total_s", "load_start",
-             "load_end", "machine_text", "started_text")
+             "load_end", "machine_text", "started_text", "only")
 
     def save(self, path):
         cpu, cores, mem, system = machine()
@@ -665,7 +721,7 @@ class Bench:
         data = json.loads(Path(path).read_text())
         self = cls(data["scale"] if data["scale"] in SCALES else "small")
         for k in cls.SAVED:
-            setattr(self, k, data[k])
+            setattr(self, k, data.get(k))
         self.out["e2e"] = {int(k): v for k, v in self.out["e2e"].items()}
         self.out["grow"] = {int(k): v for k, v in self.out["grow"].items()}
         return self
@@ -673,6 +729,8 @@ class Bench:
     # -- the report ----------------------------------------------------------------------------------
 
     def report(self):
+        if self.only:
+            return self.report_only()
         cfg = self.cfg
         sizes = cfg["sizes"]
         cols = [f"{label(s)} memories" for s in sizes]
@@ -809,6 +867,7 @@ class Bench:
                      + f", {ns['dead']} dead tuples, autovacuum runs: {ns['autovacuum']}; HNSW index "
                      f"{g['index_mb']:.0f} MiB after the build, {ns['index_mb']:.0f} MiB at the end.")
             L.append("")
+        L.extend(lookups.report_lines(self.out))
         fq = self.out["first_query_ms"]
         L.append("**First call in a new backend** (Python set-up, embedder, model load, checksum): "
                  + ", ".join(f"{m} {ms / 1000:.1f} s" for m, ms in fq.items()) + ".")
@@ -824,6 +883,20 @@ class Bench:
         return "\n".join(L).rstrip() + "\n"
 
 
+def _report_only(self):
+    """--only's report: its phases' lines, marked as a subset (never recorded)."""
+    L = [SECTION + f" (subset: {', '.join(sorted(self.only))})", "", results.SUBSET_MARK, ""]
+    L.append(f"RUVLLM_BENCH_SCALE={self.scale}, {self.started_text}; {self.machine_text}; "
+             f"{label(self.cfg['sizes'][0])} memories; {self.total_s / 60:.1f} min.")
+    L.append("")
+    L.extend(lookups.report_lines(self.out))
+    L.append("Time by phase: " + ", ".join(f"{n} {s:.0f} s" for n, s in self.timeline) + ".")
+    return "\n".join(L).rstrip() + "\n"
+
+
+Bench.report_only = _report_only
+
+
 def record(report_path, results_path):
     """Replace (or add) this benchmark's section of bench/RESULTS.md; other sections are kept."""
     results.record_section(SECTION, report_path, results_path)
@@ -834,6 +907,8 @@ def main():
         ap.add_argument("--raw", help="also write the raw results (JSON) to this file")
         ap.add_argument("--report-from", metavar="RAW", help="print the report of a --raw file and exit")
         ap.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+        ap.add_argument("--only", help="run only these phases (comma-separated: cache, tokens) on the "
+                                       "first memory size; the report is printed, never recorded")
     args, scale = cli("query", __doc__, record, SCALES, options)
     if args.bare:
         bare_main()
@@ -841,7 +916,10 @@ def main():
     if args.report_from:
         print_report(Bench.load(args.report_from).report(), args.out)
         return
-    bench = Bench(scale)
+    only = set(args.only.split(",")) if args.only else None
+    if only and not only <= {"cache", "tokens"}:
+        raise SystemExit(f"bench/query: --only takes cache and tokens, not {args.only!r}")
+    bench = Bench(scale, only)
     bench.run()
     if args.raw:
         bench.save(args.raw)

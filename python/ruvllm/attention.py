@@ -311,28 +311,49 @@ def rank(query_vec, node_vecs, hops, via_rels, edge_weights, ages_s=None, config
     return kept
 
 
-def _cut_to_fit(text, limit, count_tokens):
-    """The longest prefix of text, at a word boundary, with count_tokens(prefix) <= limit."""
-    ends = [m.end() for m in _WORD_END.finditer(text)]
-    lo, hi = 0, len(ends)  # lo words are known to fit (0 words: the empty prefix)
+# How many prefixes _cut_to_fit counts in one tokenizer call.
+CUT_PROBES = 8
+
+
+def _largest_fitting(n, guess, fits_many):
+    """The largest k in 0..n with fits(k), fits(0) being true and fits monotone; fits_many(ks)
+    -> [bool] answers for several k in one tokenizer call. The first call probes CUT_PROBES
+    values around guess, later ones spread CUT_PROBES over what is still open: one call when the
+    guess is near, a few more when it is not."""
+    lo, hi = 0, n   # k <= lo is known to fit; k > hi is known not to
+    guess = min(max(1, guess), n) if n else 0
+    probes = range(max(1, guess - CUT_PROBES // 2 + 1), min(n, guess + CUT_PROBES // 2) + 1)
     while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if count_tokens(text[:ends[mid - 1]]) <= limit:
-            lo = mid
-        else:
-            hi = mid - 1
+        ks = sorted(set(k for k in probes if lo < k <= hi))
+        if not ks:
+            step = (hi - lo) / (CUT_PROBES + 1)
+            ks = sorted(set(min(hi, lo + max(1, round(step * (i + 1)))) for i in range(CUT_PROBES)))
+        for k, fits in zip(ks, fits_many(ks)):
+            if fits:
+                lo = max(lo, k)
+            else:
+                hi = min(hi, k - 1)
+        probes = ()
+    return lo
+
+
+def _cut_to_fit(text, limit, count_tokens, about=None):
+    """The longest prefix of text, at a word boundary, with count_tokens(prefix) <= limit.
+    count_tokens.many(texts), when it has it (generation.RequestTokens), counts several prefixes
+    in one tokenizer call; about: roughly how many tokens text has, for where to look first."""
+    many = getattr(count_tokens, "many", None) or (lambda texts: [count_tokens(t) for t in texts])
+    ends = [m.end() for m in _WORD_END.finditer(text)]
+    share = limit / about if about else limit / max(1, (len(text) + 3) // 4)
+    guess = sum(1 for e in ends if e <= share * len(text))
+    lo = _largest_fitting(len(ends), guess,
+                          lambda ks: [int(n) <= limit for n in many([text[:ends[k - 1]] for k in ks])])
     if lo:
         return text[:ends[lo - 1]]
     # Not even the first word fits (a URL, a base64 blob): cut it by characters instead.
     start = len(text) - len(text.lstrip())
     word = text[start:ends[0]] if ends else ""
-    lo, hi = 0, len(word)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if count_tokens(word[:mid]) <= limit:
-            lo = mid
-        else:
-            hi = mid - 1
+    lo = _largest_fitting(len(word), int(share * len(word)),
+                          lambda ks: [int(n) <= limit for n in many([word[:k] for k in ks])])
     return word[:lo]
 
 
@@ -359,7 +380,8 @@ def select_context(ranked, texts, token_budget, count_tokens, config=_DEFAULT_CO
         if out and remaining < overhead:
             break
         text = texts[node.index]
-        cost = int(count_tokens(text)) + overhead
+        size = int(count_tokens(text))
+        cost = size + overhead
         if cost <= remaining:
             out.append((node.index, text, node.score))
             remaining -= cost
@@ -367,7 +389,7 @@ def select_context(ranked, texts, token_budget, count_tokens, config=_DEFAULT_CO
             # When the overhead alone fills the budget, the text still gets the whole budget:
             # a context with the best node's first words beats an empty one.
             limit = remaining - overhead if remaining > overhead else remaining
-            cut = _cut_to_fit(text, limit, count_tokens)
+            cut = _cut_to_fit(text, limit, count_tokens, about=size)
             out.append((node.index, cut, node.score))
             remaining -= min(remaining, int(count_tokens(cut)) + overhead)
     return out

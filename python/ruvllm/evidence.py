@@ -2,12 +2,16 @@
 
 After attention has ranked the retrieved nodes, each node is split into sentences. A sentence
 that leans on the one before it (it starts with "This", "It", "They", "Because", ...) is taken
-together with that one, so a span never reads out of context, and so is the sentence after a
-heading (a title, or the term a passage defines: "archive_command (string) The local shell
-command ..."), which is no unit alone; such a pair or a single sentence is a *unit*. Units of
-the best nodes (at most MAX_CANDIDATES, in rank order) are the candidates for the question. The
-candidates sharing most of the question's content words (ties in rank order) are embedded, at
-most MAX_EMBEDDED of them, and scored:
+together with that one, so a span never reads out of context. A sentence that leans forward is
+no unit alone and is read with what follows: a heading (a title, or the term a passage defines:
+"archive_command (string) The local shell command ..."), or the announcement of a list
+("... accepts these representations:" and its items), at most MAX_LEAD of them in a row. Such a
+run or a single sentence is a *unit*, and a unit is read under the node's last heading before
+it (the setting or function it is about: "deadlock_timeout (integer) ... The default is one
+second"): that is what is scored, what the extractive answer quotes, and what the prompt carries
+(the heading counted in the budget). Units of the best nodes (at most MAX_CANDIDATES, in rank
+order) are the candidates for the question. The candidates sharing most of the question's
+content words (ties in rank order) are embedded, at most MAX_EMBEDDED of them, and scored:
 
     score = cosine(MiniLM(unit), question)                         semantic match
           + LEXICAL_WEIGHT * |question words in unit| / |question words|   the question's own terms
@@ -23,7 +27,7 @@ The nodes stay whole in ruvllm_query's `sources`; the prompt carries only the se
 numbered as the sources are, so a citation [n] means sources[n-1].
 
 `extractive_answer` is the `extractive` tier's answer: the best span (and the second, when it
-scores nearly as well), verbatim, each followed by its citation.
+scores nearly as well), verbatim under its heading, each followed by its citation.
 
 Sentence vectors are kept in a small LRU by text: the nodes that answer one question come back
 for the next, and embedding is most of the cost here.
@@ -46,7 +50,7 @@ MAX_CANDIDATES = 64
 MAX_EMBEDDED = 12
 MAX_UNITS = 4
 RELATIVE_FLOOR = 0.75
-LEXICAL_WEIGHT = 0.3
+LEXICAL_WEIGHT = 0.5
 NODE_WEIGHT = 0.1
 NODE_OVERHEAD_TOKENS = 4
 # The extractive answer adds its second-best unit when that scores within this share of the best.
@@ -55,6 +59,8 @@ EXTRACTIVE_SECOND = 0.92
 HEADING_WORDS = 8
 # A "sentence" longer than this (a table row run, a code block) is cut into pieces of this many words.
 MAX_SENTENCE_WORDS = 60
+# At most this many sentences that lean forward are read with the sentence after them.
+MAX_LEAD = 8
 GAP = " ... "
 VECTOR_CACHE_SIZE = 4096
 
@@ -130,6 +136,12 @@ def is_heading(sentence):
     return 0 < len(words) <= HEADING_WORDS and not sentence.rstrip().endswith((".", "!", "?"))
 
 
+def leans_forward(sentence):
+    """Whether the sentence is no unit alone but is read with the one after it: a heading, or a
+    sentence that announces what follows ("... accepts these representations:")."""
+    return is_heading(sentence) or sentence.rstrip().endswith(":")
+
+
 def leans_back(sentence):
     """Whether the sentence needs the one before it to make sense: it opens with a word that
     points back ("This", "It", "Because"), or has a pronoun among its first words ("Rotating it
@@ -148,6 +160,8 @@ class Unit:
     similarity: float = 0.0
     overlap: float = 0.0
     vec: object = None
+    heading: int = None   # the node's last heading before the unit's sentences (index), if any
+    read: str = ""        # the unit under its heading: what is scored and what the answer quotes
 
 
 @dataclasses.dataclass
@@ -178,7 +192,7 @@ class Selection:
 
     def evidence_units(self):
         """[(source number, text, vector)] for the grounding check."""
-        return [(self.source_number(u), u.text, u.vec) for u in self.units]
+        return [(self.source_number(u), u.read, u.vec) for u in self.units]
 
 
 def _embed_cached(texts, embed):
@@ -210,45 +224,89 @@ def candidate_units(nodes, max_candidates=MAX_CANDIDATES):
         for i, s in enumerate(sents):
             if len(units) >= max_candidates:
                 return units, sentences
-            if is_heading(s) and i + 1 < len(sents):
-                continue   # read with the sentence after it
-            first = i - 1 if i > 0 and (leans_back(s) or is_heading(sents[i - 1])) else i
-            units.append(Unit(pos, first, i, " ".join(sents[first:i + 1])))
+            if leans_forward(s) and i + 1 < len(sents):
+                continue   # read with what follows
+            # A unit ends at a sentence that does not lean forward; it begins at the run of those
+            # that do just before it (a heading, a list's announcement and its short items).
+            first = i
+            while first > 0 and i - first < MAX_LEAD and leans_forward(sents[first - 1]):
+                first -= 1
+            if first == i and i > 0 and leans_back(s):
+                first = i - 1
+            heading = next((h for h in range(first - 1, -1, -1) if is_heading(sents[h])), None)
+            text = " ".join(sents[first:i + 1])
+            units.append(Unit(pos, first, i, text, heading=heading,
+                              read=text if heading is None else f"{sents[heading]}{GAP}{text}"))
     return units, sentences
 
 
-def select(question, query_vec, nodes, budget_tokens, count_tokens, *, embed=None,
-           max_candidates=MAX_CANDIDATES, max_embedded=MAX_EMBEDDED, max_units=MAX_UNITS,
-           relative_floor=RELATIVE_FLOOR):
-    """The evidence of nodes [(row index, text, attention score)] (rank order) for the question,
-    within budget_tokens of count_tokens(text). See the module docstring."""
+@dataclasses.dataclass
+class Candidates:
+    """The units select scores (at most max_embedded, in node and document order) and the
+    sentences of every node; once scored, the units best first (ranked). What select may count
+    the tokens of is then known before it runs (texts)."""
+    units: list
+    sentences: list
+    ranked: list = None
+
+    def score(self, query_vec, nodes, embed=None):
+        """Scores the units (see the module docstring) and ranks them, best first."""
+        vecs = _embed_cached([u.read for u in self.units], embed or _default_embed) if self.units else []
+        q = np.asarray(query_vec, dtype=np.float32)
+        best_node = max((float(s) for _, _, s in nodes), default=0.0) or 1.0
+        for u, v in zip(self.units, vecs):
+            u.vec = v
+            u.similarity = float(v @ q)
+            u.score = u.similarity + LEXICAL_WEIGHT * u.overlap + NODE_WEIGHT * float(nodes[u.node][2]) / best_node
+        self.ranked = sorted(self.units, key=lambda u: -u.score)   # stable: ties keep rank and document order
+        return self
+
+    def texts(self, relative_floor=RELATIVE_FLOOR):
+        """The sentences select may count the tokens of: those of the units it may keep (once
+        scored: the best, and those within relative_floor of it; else all)."""
+        units = self.units
+        if self.ranked:
+            top = self.ranked[0].score
+            units = [u for i, u in enumerate(self.ranked) if i == 0 or u.score >= relative_floor * top]
+        return [self.sentences[u.node][i] for u in units
+                for i in ([] if u.heading is None else [u.heading]) + list(range(u.first, u.last + 1))]
+
+
+def candidates(question, nodes, max_candidates=MAX_CANDIDATES, max_embedded=MAX_EMBEDDED):
+    """The Candidates of nodes [(row index, text, attention score)] (rank order) for the question."""
     units, sentences = candidate_units(nodes, max_candidates)
-    empty = Selection([], [], 0)
-    empty._position = {}
-    if not units or budget_tokens < 1:
-        return empty
     qwords = set(grounding.content_words(question))
     for u in units:
-        u.overlap = len(qwords & set(grounding.content_words(u.text))) / len(qwords) if qwords else 0.0
+        u.overlap = len(qwords & set(grounding.content_words(u.read))) / len(qwords) if qwords else 0.0
     # Embedding is the cost here: only the units sharing most of the question's words (then in
     # rank order) are embedded and scored.
     units = sorted(units, key=lambda u: -u.overlap)[:max_embedded]
     units.sort(key=lambda u: (u.node, u.first, u.last))
-    vecs = _embed_cached([u.text for u in units], embed or _default_embed)
-    q = np.asarray(query_vec, dtype=np.float32)
-    best_node = max((float(s) for _, _, s in nodes), default=0.0) or 1.0
-    for u, v in zip(units, vecs):
-        u.vec = v
-        u.similarity = float(v @ q)
-        u.score = u.similarity + LEXICAL_WEIGHT * u.overlap + NODE_WEIGHT * float(nodes[u.node][2]) / best_node
-    ranked = sorted(units, key=lambda u: -u.score)   # stable: ties keep rank and document order
+    return Candidates(units, sentences)
+
+
+def select(question, query_vec, nodes, budget_tokens, count_tokens, *, embed=None,
+           max_candidates=MAX_CANDIDATES, max_embedded=MAX_EMBEDDED, max_units=MAX_UNITS,
+           relative_floor=RELATIVE_FLOOR, prepared=None):
+    """The evidence of nodes [(row index, text, attention score)] (rank order) for the question,
+    within budget_tokens of count_tokens(text). See the module docstring. prepared: the nodes'
+    candidates(question, nodes), maybe scored, when the caller has made them (to count their
+    texts first)."""
+    prep = prepared if prepared is not None else candidates(question, nodes, max_candidates, max_embedded)
+    units, sentences = prep.units, prep.sentences
+    empty = Selection([], [], 0)
+    empty._position = {}
+    if not units or budget_tokens < 1:
+        return empty
+    ranked = (prep if prep.ranked is not None else prep.score(query_vec, nodes, embed)).ranked
     top = ranked[0].score
     kept, chosen, remaining = [], {}, int(budget_tokens)
     for u in ranked:
         if len(kept) >= max_units or (kept and u.score < relative_floor * top):
             break
         have = chosen.get(u.node, set())
-        new = [i for i in range(u.first, u.last + 1) if i not in have]
+        own = ([] if u.heading is None else [u.heading]) + list(range(u.first, u.last + 1))
+        new = [i for i in own if i not in have]
         if not new:
             continue
         cost = sum(int(count_tokens(sentences[u.node][i])) for i in new) + \
@@ -259,7 +317,8 @@ def select(question, query_vec, nodes, budget_tokens, count_tokens, *, embed=Non
             # The best unit alone is over the budget: its first words, not nothing.
             from .attention import _cut_to_fit
             room = max(1, remaining - NODE_OVERHEAD_TOKENS)
-            u = dataclasses.replace(u, text=_cut_to_fit(u.text, room, count_tokens))
+            cut = _cut_to_fit(u.text, room, count_tokens, about=cost)
+            u = dataclasses.replace(u, text=cut, read=cut, heading=None)
             kept.append(u)
             chosen[u.node] = {"cut": u.text}
             break
@@ -302,7 +361,7 @@ def extractive_answer(selection):
         if u.score >= EXTRACTIVE_SECOND * best.score and not overlapping:
             picked.append(u)
     picked.sort(key=lambda u: (selection.source_number(u), u.first))
-    return " ".join(f"{u.text} [{selection.source_number(u)}]" for u in picked)
+    return " ".join(f"{u.read} [{selection.source_number(u)}]" for u in picked)
 
 
 def approx_tokens(text):

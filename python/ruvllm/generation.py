@@ -14,6 +14,9 @@ import time
 from . import errors
 
 DEFAULT_MODELS_DIR = "/usr/local/share/ruvllm/models"
+# Token counts a backend keeps, by (model file, text): a session's history, the question asked
+# again, and the sentences of the memory nodes that keep coming back are tokenised once.
+TOKEN_CACHE_SIZE = 16384
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +100,112 @@ def answer_prompt(spec, question, context, style="documents"):
         DOCUMENTS_COMPLETION_STOP
 
 
+class TokenCounts:
+    """An LRU of token counts by (model file, text), at most `size` of them, in front of a
+    tokenizer that counts many texts in one call.
+
+    `count_many` asks the tokenizer once for all the texts it has not seen (or none), so a
+    request that gathers its texts first costs one tokenizer call at most. `calls` and `texts`
+    say how often the tokenizer was called and how many texts it counted (bench/query reads them).
+    """
+
+    def __init__(self, size=TOKEN_CACHE_SIZE):
+        self.size = int(size)
+        self._counts = collections.OrderedDict()
+        self.calls = 0
+        self.texts = 0
+
+    def __len__(self):
+        return len(self._counts)
+
+    def count_many(self, model, texts, tokenize_many):
+        """The token counts of texts, in order; tokenize_many(model, texts) -> counts is called
+        once with the distinct texts not cached, or not at all."""
+        texts = list(texts)
+        out = [None] * len(texts)
+        missing = {}
+        for i, text in enumerate(texts):
+            key = (model.path, text)
+            n = self._counts.get(key)
+            if n is None:
+                missing.setdefault(text, []).append(i)
+            else:
+                self._counts.move_to_end(key)
+                out[i] = n
+        if missing:
+            todo = list(missing)
+            counts = [int(n) for n in tokenize_many(model, todo)]
+            if len(counts) != len(todo):
+                raise errors.RuvllmError(
+                    "58000", f"the tokenizer of model '{model.name}' counted {len(counts)} texts of {len(todo)}")
+            self.calls += 1
+            self.texts += len(todo)
+            for text, n in zip(todo, counts):
+                self._counts[(model.path, text)] = n
+                for i in missing[text]:
+                    out[i] = n
+            while len(self._counts) > self.size:
+                self._counts.popitem(last=False)
+        return out
+
+    def clear(self):
+        self._counts.clear()
+
+
+class RequestTokens:
+    """count_tokens(text) for one request that counts its texts in batches: the texts it will
+    (or may) need are announced first (`want`), and the first count that finds its text missing
+    asks the backend for it and every text announced since, in one call.
+
+    Counts are the backend's own (exact); this only decides when they are asked for."""
+
+    def __init__(self, count_many):
+        self._count_many = count_many
+        self._known = {}
+        self._wanted = {}
+        self.calls = 0
+
+    def want(self, texts):
+        for text in texts:
+            if text not in self._known:
+                self._wanted[text] = None
+
+    def many(self, texts):
+        """Counts of texts, in order: the missing ones (and those announced) in one call."""
+        texts = list(texts)
+        self.want(texts)
+        if self._wanted:
+            todo = list(self._wanted)
+            self._wanted = {}
+            self.calls += 1
+            self._known.update(zip(todo, self._count_many(todo)))
+        return [self._known[t] for t in texts]
+
+    def __call__(self, text):
+        n = self._known.get(text)
+        return n if n is not None else self.many([text])[0]
+
+
+class PerTextTokens:
+    """0.3.0's counting, kept for bench/query's side-by-side run (query.PER_TEXT_TOKEN_COUNTS):
+    each count asks the backend's count_tokens for one text, when it is needed; nothing is
+    gathered first (want does nothing) and a cut's prefixes are counted one by one (no many)."""
+
+    def __init__(self, count_one):
+        self._count_one = count_one
+        self.calls = 0
+
+    def want(self, texts):
+        pass
+
+    def __call__(self, text):
+        self.calls += 1
+        return self._count_one(text)
+
+
 class GenerationBackend:
-    """What the pipeline needs from a generator."""
+    """What the pipeline needs from a generator. A backend implements count_tokens_many, or
+    count_tokens (then count_tokens_many counts one text at a time)."""
 
     def generate(self, model, prompt, *, max_tokens=128, temperature=0.7, top_p=0.9,
                  system=None, seed=None, history=(), stop=None):
@@ -106,7 +213,14 @@ class GenerationBackend:
         raise NotImplementedError
 
     def count_tokens(self, model, text):
-        raise NotImplementedError
+        """The tokens of text in model's tokenizer (no BOS, special tokens as text)."""
+        return self.count_tokens_many(model, [text])[0]
+
+    def count_tokens_many(self, model, texts):
+        """count_tokens of each text, in order, with as few tokenizer calls as the backend can."""
+        if type(self).count_tokens is GenerationBackend.count_tokens:
+            raise NotImplementedError
+        return [self.count_tokens(model, text) for text in texts]
 
 
 class LlamaCppBackend(GenerationBackend):
@@ -120,6 +234,7 @@ class LlamaCppBackend(GenerationBackend):
         self.n_threads = n_threads
         self._loaded = collections.OrderedDict()
         self._lock = threading.Lock()
+        self.token_counts = TokenCounts()
 
     def _llama(self, model):
         with self._lock:
@@ -149,9 +264,25 @@ class LlamaCppBackend(GenerationBackend):
     def loaded(self):
         return list(self._loaded)
 
-    def count_tokens(self, model, text):
+    def count_tokens_many(self, model, texts):
+        return self.token_counts.count_many(model, texts, self._tokenize_many)
+
+    def _tokenize_many(self, model, texts):
+        """Counts from llama.cpp's tokenizer, without the tokens: llama_tokenize with no room for
+        them returns minus their number. (Llama.tokenize allocates and zeroes an array of the
+        model's training context, 8K-32K tokens, on every call: most of what a count cost.)"""
         llm = self._llama(model)
-        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        import llama_cpp
+        vocab = llm._model.vocab
+        out = []
+        for text in texts:
+            data = text.encode("utf-8")
+            n = llama_cpp.llama_tokenize(vocab, data, len(data), None, 0, False, False)
+            if n > 0 or n == -2**31:   # tokens written into no room, or an int32 overflow
+                raise errors.RuvllmError(
+                    "58000", f"llama_tokenize returned {n} for a text of {len(data)} bytes")
+            out.append(-n)
+        return out
 
     def generate(self, model, prompt, *, max_tokens=128, temperature=0.7, top_p=0.9,
                  system=None, seed=None, history=(), stop=None):

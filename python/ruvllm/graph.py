@@ -132,16 +132,16 @@ def prune_edges(plpy, floor):
 
 # --- walking ------------------------------------------------------------------------------------
 
-def neighbours(plpy, gids):
-    """Rows (a, b, rel, props) for every edge at a vertex a in gids, in either direction: b is the
-    vertex at its other end, props the edge's properties as agtype text (JSON)."""
-    return plpy.execute(_plan(plpy, "hop", """
-        SELECT e.start_id::text AS a, e.end_id::text AS b, c.relname AS rel,
+# Every edge at a vertex of $2 (text[] of graph ids), in either direction, as rows (a, b, rel,
+# props): b is the vertex at its other end, props the edge's properties as agtype text (JSON).
+# memory.search_vector walks the graph with it, joined to the nodes it reaches.
+EDGES_AT = """
+        SELECT e.start_id AS a, e.end_id AS b, c.relname::text AS rel,
                ag_catalog.agtype_out(e.properties)::text AS props
           FROM ruvllm_graph._ag_label_edge e JOIN pg_catalog.pg_class c ON c.oid = e.tableoid
-         WHERE e.start_id OPERATOR(ag_catalog.=) ANY($1::text[]::ag_catalog.graphid[])
+         WHERE e.start_id OPERATOR(ag_catalog.=) ANY($2::text[]::ag_catalog.graphid[])
         UNION ALL
-        SELECT e.end_id::text, e.start_id::text, c.relname, ag_catalog.agtype_out(e.properties)::text
+        SELECT e.end_id, e.start_id, c.relname::text, ag_catalog.agtype_out(e.properties)::text
           FROM ruvllm_graph._ag_label_edge e JOIN pg_catalog.pg_class c ON c.oid = e.tableoid
-         WHERE e.end_id OPERATOR(ag_catalog.=) ANY($1::text[]::ag_catalog.graphid[])""", ["text[]"]),
-                        [gids])
+         WHERE e.end_id OPERATOR(ag_catalog.=) ANY($2::text[]::ag_catalog.graphid[])"""
+

@@ -10,7 +10,6 @@ client goes away) and the error goes up unchanged, so the witness row records it
 
 `backend_for(plpy)` is the one place the pipeline asks which generator to use.
 """
-import collections
 import http.client
 import json
 import os
@@ -33,12 +32,13 @@ SYSTEM_ERROR = "58000"
 READ_POLL_S = 0.1
 # How often a request in flight lets PostgreSQL look at pending interrupts (at most).
 INTERRUPT_EVERY_S = 0.05
-TOKEN_CACHE_SIZE = 4096
+# Between the texts of one batched /tokenize request: a token id no text produces.
+SEPARATOR = -1
 
 _plan = planner()
-# Token counts by (model file, text), kept across requests: a session's history and the memory
-# nodes that come back often are counted once per backend.
-_TOKEN_COUNTS = collections.OrderedDict()
+# Token counts by (model file, text), kept across requests (a ServerBackend is made per request):
+# a session's history and the memory nodes that come back often are counted once per backend.
+_TOKEN_COUNTS = generation.TokenCounts()
 
 
 def backend_for(plpy):
@@ -68,7 +68,10 @@ def _interrupt_check(plpy):
 # --- where the servers are ------------------------------------------------------------------------
 
 class StaticEndpoints:
-    """One remote server for every model."""
+    """One remote server for every model. It may be vLLM, whose /tokenize takes one string, so
+    texts are counted one request each (batch_tokenize false)."""
+
+    batch_tokenize = False
 
     def __init__(self, url):
         parsed = urllib.parse.urlsplit(url)
@@ -95,6 +98,8 @@ class SupervisedEndpoints:
     https = False
     host = "127.0.0.1"
     prefix = ""
+    # Our own llama-server: its /tokenize counts many texts in one request.
+    batch_tokenize = True
     unreachable_hint = ("See SELECT * FROM ruvllm.inference_servers and ruvllm_health(); the supervisor "
                         "restarts a server that exited, with backoff.")
 
@@ -143,7 +148,7 @@ class ServerBackend(generation.GenerationBackend):
         self.interrupt_check = interrupt_check or (lambda: None)
         self.timeout = float(timeout)
         self.api_key = api_key
-        self._token_counts = _TOKEN_COUNTS
+        self.token_counts = _TOKEN_COUNTS
         self._endpoints = {}
         self._last_check = 0.0
         self.last_cancelled = False
@@ -236,25 +241,49 @@ class ServerBackend(generation.GenerationBackend):
 
     # -- GenerationBackend
 
-    def count_tokens(self, model, text):
-        key = (model.path, text)
-        n = self._token_counts.get(key)
-        if n is not None:
-            self._token_counts.move_to_end(key)
-            return n
+    def count_tokens_many(self, model, texts):
+        return self.token_counts.count_many(model, texts, self._tokenize_many)
+
+    def _tokenize_many(self, model, texts):
+        """Counts from the server's /tokenize: one request for all the texts where the endpoints
+        say the server is llama-server (batch_tokenize), else one request a text."""
+        if not getattr(self.endpoints, "batch_tokenize", False) or len(texts) == 1:
+            return [self._tokenize(model, {"content": text, "prompt": text}) for text in texts]
+        # llama-server tokenises each string of a "content" array alone (as if it were sent by
+        # itself) and passes numbers through as token ids: a SEPARATOR between the texts, which
+        # no text produces (ids are >= 0), marks where each text's tokens end.
+        content = []
+        for text in texts:
+            content += [text, SEPARATOR]
+        tokens = self._tokenize(model, {"content": content[:-1]}, raw=True)
+        counts, n = [], 0
+        for token in tokens:
+            if token == SEPARATOR:
+                counts.append(n)
+                n = 0
+            else:
+                n += 1
+        counts.append(n)
+        if len(counts) != len(texts):
+            raise errors.RuvllmError(
+                SYSTEM_ERROR, f"{self.endpoints.describe(model)} tokenised {len(texts)} texts as "
+                              f"{len(counts)}", hint="Is the server llama.cpp's llama-server?")
+        return counts
+
+    def _tokenize(self, model, body, raw=False):
+        """One /tokenize request: its tokens (raw) or their number. Special tokens' text is
+        counted as text (parse_special false), as the in-process tokenizer counts it."""
         deadline = time.monotonic() + self.timeout
         response = self._request(model, "/tokenize",
-                                 {"content": text, "add_special": False, "model": model.name,
-                                  "prompt": text, "add_special_tokens": False}, deadline)
+                                 dict(body, add_special=False, parse_special=False, model=model.name,
+                                      add_special_tokens=False), deadline)
         try:
             out = json.loads(response.read_all())
         finally:
             response.close()
-        n = out["count"] if "count" in out else len(out.get("tokens", ()))
-        self._token_counts[key] = n
-        while len(self._token_counts) > TOKEN_CACHE_SIZE:
-            self._token_counts.popitem(last=False)
-        return n
+        if raw:
+            return out.get("tokens", ())
+        return out["count"] if "count" in out else len(out.get("tokens", ()))
 
     def generate(self, model, prompt, *, max_tokens=128, temperature=0.7, top_p=0.9,
                  system=None, seed=None, history=(), stop=None, on_token=None):
@@ -508,6 +537,9 @@ class _StreamingBackend(generation.GenerationBackend):
 
     def count_tokens(self, model, text):
         return self.inner.count_tokens(model, text)
+
+    def count_tokens_many(self, model, texts):
+        return self.inner.count_tokens_many(model, texts)
 
     def generate(self, model, prompt, **kwargs):
         if isinstance(self.inner, ServerBackend):

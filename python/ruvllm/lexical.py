@@ -18,6 +18,7 @@ lexical_ctes gives the statement as CTEs over $2 (tenant) and $3 (question) and 
 alias n, to be joined into one candidate statement (memory.py); COVERAGE is each candidate's share
 of the question's term weight (IDF), which abstention reads (abstention.question_support).
 """
+import math
 
 K1 = 1.2
 B = 0.75
@@ -27,12 +28,18 @@ MATCH_LIMIT = 2000     # nodes scored at most (the statistics may lag the table)
 CONFIG = "english"
 
 
-def query_terms_in(lexemes):
-    """SQL: the question's terms (query_lexemes q) among the tsvector `lexemes`, with their
-    positions (tf), as rows (lexeme, positions, weights): marked with weight A and kept by
-    ts_filter, in C, instead of unnesting every lexeme of the node."""
-    return (f"pg_catalog.unnest(pg_catalog.ts_filter(pg_catalog.setweight(pg_catalog.setweight("
-            f"{lexemes}, 'D'), 'A', q.lexemes), '{{a}}'))")
+def bm25(term_frequencies, doc_length, idf, avgdl, k1=K1, b=B):
+    """The BM25 score ruvllm._bm25 (extension/lexical.c) computes in SQL, as the reference its
+    tests compare with: term_frequencies {lexeme: occurrences in the node}, doc_length the node's
+    distinct lexemes, idf {query lexeme: IDF}."""
+    norm = k1 * (1 - b + b * doc_length / avgdl)
+    return sum(w * term_frequencies[t] * (k1 + 1) / (term_frequencies[t] + norm)
+               for t, w in idf.items() if term_frequencies.get(t, 0) > 0)
+
+
+def idf(docs, df):
+    """BM25's IDF of a term in df of docs nodes (the `weighted` CTE below): ln(1 + (N - df + 0.5) / (df + 0.5))."""
+    return math.log(1 + (max(docs - df, 0) + 0.5) / (df + 0.5))
 
 
 def lexical_ctes(filter_sql, depth):
@@ -65,31 +72,21 @@ def lexical_ctes(filter_sql, depth):
          WHERE n.tenant = $2 AND n.lexemes OPERATOR(pg_catalog.@@) probe.q {filter_sql}
          LIMIT {MATCH_LIMIT}
     ), query_lexemes AS (
-        SELECT pg_catalog.array_agg(lexeme) AS lexemes FROM weighted
+        SELECT pg_catalog.array_agg(lexeme) AS lexemes, pg_catalog.array_agg(idf) AS idf FROM weighted
     ), lexical AS (
-        -- Each node's query terms alone, with their positions (tf).
-        SELECT m.id,
-               sum(w.idf * (tf.n * {K1 + 1}) / (tf.n + {K1} * (1 - {B} + {B} * pg_catalog.length(m.lexemes) / c.avgdl)))
-                   AS score
-          FROM matched m
-         CROSS JOIN query_lexemes q
-         CROSS JOIN LATERAL {query_terms_in("m.lexemes")} AS u
-         CROSS JOIN LATERAL (SELECT COALESCE(pg_catalog.cardinality(u.positions), 1)::float8 AS n) tf
-          JOIN weighted w ON w.lexeme = u.lexeme
-         CROSS JOIN corpus c
-         GROUP BY m.id
+        SELECT m.id, ruvllm._bm25(m.lexemes, q.lexemes, q.idf, c.avgdl, {K1}, {B}) AS score
+          FROM matched m, query_lexemes q, corpus c
          ORDER BY 2 DESC, 1
          LIMIT {int(depth)}
     )"""
 
 
-# Of the question's terms' IDF, the share node n contains (NULL for a question without terms):
-# similarity alone does not tell "the default of checkpoint_timeout" from "the default of
-# turbo_vacuum_mode", a term no memory holds. Over the rows of lexical_ctes' statement.
-COVERAGE = f"""(SELECT sum(w.idf) FROM query_lexemes q
-           CROSS JOIN LATERAL {query_terms_in("n.lexemes")} AS u
-           JOIN weighted w ON w.lexeme = u.lexeme)
-       / NULLIF((SELECT sum(idf) FROM weighted), 0)"""
+# Of the question's terms' IDF, the share node n contains (NULL for a question without terms, and
+# for a node with none of them): similarity alone does not tell "the default of
+# checkpoint_timeout" from "the default of turbo_vacuum_mode", a term no memory holds. Over the
+# rows of lexical_ctes' statement.
+COVERAGE = """ruvllm._term_coverage(n.lexemes, (SELECT lexemes FROM query_lexemes),
+                                      (SELECT idf FROM query_lexemes))"""
 
 
 # Ingestion appends the new nodes' counts (see ruvllm.lexical_stats).

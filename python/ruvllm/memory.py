@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from . import embedding, errors, fusion, graph, lexical, tenancy, textutil
-from .sqlglue import planner, read_only, setting, vector_from_send, vector_literal
+from .sqlglue import planner, read_only, setting, vector_from_send, vector_literal, vector_send
 
 NODE_TYPES = ("Query", "Document", "AgentStep", "Fact", "QAPair", "Concept")
 MAX_CONTENT_CHARS = 1_000_000
@@ -392,18 +392,21 @@ def filter_key(params):
     return tuple(v is not None for v in params)
 
 
-_ROW_COLUMNS = """n.id, n.graph_id::text AS gid, n.content, n.node_type, n.source, n.metadata::text AS metadata,
-               n.created_at::text AS created_at, n.embedding OPERATOR(public.<=>) $1 AS distance,
+# $1 of a search's statements is the query vector in binary form (sqlglue.vector_send).
+QUERY_VECTOR = "ruvllm._vector_recv($1::bytea)"
+
+_ROW_COLUMNS = f"""n.id, n.graph_id::text AS gid, n.content, n.node_type, n.source, n.metadata::text AS metadata,
+               n.created_at::text AS created_at, n.embedding OPERATOR(public.<=>) {QUERY_VECTOR} AS distance,
                public.vector_send(n.embedding) AS v,
                extract(epoch FROM pg_catalog.now() - n.created_at)::float8 AS age"""
 
-_DENSE_CTE = """
+_DENSE_CTE = f"""
     dense AS (
-        SELECT n.id, n.embedding OPERATOR(public.<=>) $1 AS distance
+        SELECT n.id, n.embedding OPERATOR(public.<=>) {QUERY_VECTOR} AS distance
           FROM ruvllm.nodes n
-         WHERE n.tenant = $2 {filter}
-         ORDER BY n.embedding OPERATOR(public.<=>) $1
-         LIMIT {depth}
+         WHERE n.tenant = $2 {{filter}}
+         ORDER BY n.embedding OPERATOR(public.<=>) {QUERY_VECTOR}
+         LIMIT {{depth}}
     )"""
 _NO_DENSE = """
     dense AS (SELECT NULL::uuid AS id, NULL::float8 AS distance WHERE false)"""
@@ -430,18 +433,25 @@ def candidates_sql(mode, depth, present=(False,) * 6):
      WHERE n.tenant = $2"""
 
 
-# The query vector is a parameter of type vector, converted once per call; as text cast in the
-# statement ($1::vector), a generic plan parses it again for every row it compares (~0.2 ms each).
-_CANDIDATE_TYPES = ["public.vector", "text", "text"] + FILTER_TYPES
+# The query vector is a bytea parameter read by a function of it alone, which the index scan
+# evaluates once; as text cast in the statement ($1::vector), a generic plan parsed it again for
+# every row it compared (~0.2 ms each).
+_CANDIDATE_TYPES = ["bytea", "text", "text"] + FILTER_TYPES
 
 
 def _set_search_params(plpy, depth, ef=None):
-    ef = int(setting(plpy, "ruvllm.ef_search")) if ef is None else ef
+    """Sets the HNSW search settings for this transaction and returns (tenant, read_only): one
+    round trip for what took four (the tenant, ruvllm.ef_search, the settings, whether the
+    transaction can write). ef: ruvllm.ef_search when the caller has read it."""
     # Local to the transaction; pgvector 0.8's iterative scan keeps k rows under the tenant filter.
-    plpy.execute(_plan(plpy, "ef", """
-        SELECT pg_catalog.set_config('hnsw.ef_search', $1, true),
-               pg_catalog.set_config('hnsw.iterative_scan', 'relaxed_order', true)""", ["text"]),
-                 [str(max(ef, depth))])
+    row = plpy.execute(_plan(plpy, "search_params", """
+        SELECT pg_catalog.set_config('hnsw.ef_search', GREATEST(COALESCE($1,
+                   pg_catalog.current_setting('ruvllm.ef_search')::int), $2)::text, true) AS ef,
+               pg_catalog.set_config('hnsw.iterative_scan', 'relaxed_order', true) AS scan,
+               public.ruvllm_current_tenant() AS tenant,
+               pg_catalog.current_setting('transaction_read_only') = 'on' AS read_only""", ["int", "int"]),
+                       [ef, depth])[0]
+    return row["tenant"] or "", row["read_only"]
 
 
 def _row(r, hop=0, via_rel=None, via_node=None, edge_weight=None):
@@ -467,13 +477,14 @@ def search_vector(plpy, query_vec, k=10, hops=2, tenant=None, query=None, mode="
     if mode != "dense" and query is None:
         raise errors.invalid(f"search mode {mode} needs the question's text")
     params = check_filter(filter)
-    tenant = tenancy.current(plpy) if tenant is None else tenant
-    literal = vector_literal(query_vec)
+    query_bytes = vector_send(query_vec)
     depth = k if mode == "dense" else max(2 * k, MIN_CANDIDATES)
-    _set_search_params(plpy, depth, ef_search)
+    current_tenant, transaction_read_only = _set_search_params(plpy, depth, ef_search)
+    tenant = current_tenant if tenant is None else tenant
+    read_only = transaction_read_only if read_only is None else read_only
     present = filter_key(params)
     found = plpy.execute(_plan(plpy, f"candidates:{mode}:{depth}:{present}", candidates_sql(mode, depth, present),
-                               _CANDIDATE_TYPES), [literal, tenant, query or "", *params])
+                               _CANDIDATE_TYPES), [query_bytes, tenant, query or "", *params])
     rows = {r["id"]: _row(r) for r in found}
     dense = sorted((r for r in found if r["dense_hit"]), key=lambda r: (r["distance"], str(r["id"])))
     lexical_hits = sorted((r for r in found if r["lexical_score"] is not None),
@@ -496,7 +507,7 @@ def search_vector(plpy, query_vec, k=10, hops=2, tenant=None, query=None, mode="
     results = {node: rows[node] for node in seeds}
     for node in seeds:
         results[node]["score"] = own[node]
-    _expand(plpy, results, rows, own, hops, literal, tenant, params)
+    _expand(plpy, results, rows, own, hops, query_bytes, tenant, params)
     ranked = sorted(results.values(), key=lambda r: (-r["score"], r["hop"], r["distance"], str(r["id"])))
     for i, r in enumerate(ranked, start=1):
         r["rank"] = i
@@ -504,34 +515,43 @@ def search_vector(plpy, query_vec, k=10, hops=2, tenant=None, query=None, mode="
     return ranked
 
 
-def _expand(plpy, results, candidates, own, hops, literal, tenant, params):
+def _expand(plpy, results, candidates, own, hops, query_bytes, tenant, params):
     """Graph neighbours of the results, hop by hop, into results: each scores its best path's
     parent score x edge weight x damping, or its own fused score when a list found it and that is
     higher (the larger of two pieces of evidence, not their sum: a summed graph bonus lifted a
     node both lists ranked 5th-6th over the hit both ranked first on demo/knowledge)."""
     present = filter_key(params)
-    fetch_plan = _plan(plpy, f"fetch:{present}", f"""
-        SELECT {_ROW_COLUMNS}
-          FROM ruvllm.nodes n
-         WHERE n.graph_id OPERATOR(ag_catalog.=) ANY($2::text[]::ag_catalog.graphid[]) AND n.tenant = $3
-               {filter_sql(4, present)}""", ["public.vector", "text[]", "text"] + FILTER_TYPES)
+    # One statement a hop: the edges at the frontier with the rows of the nodes they reach that
+    # are in the tenant, pass the filter and are not results yet (an edge to any other is not
+    # followed, as before when the rows were fetched by a second statement).
+    hop_plan = _plan(plpy, f"hop:{present}", f"""
+        WITH e AS ({graph.EDGES_AT}),
+        reached AS (
+            SELECT e.b, pg_catalog.array_agg(e.a::text) AS parents, pg_catalog.array_agg(e.rel) AS rels,
+                   pg_catalog.array_agg(e.props) AS props
+              FROM e WHERE e.b OPERATOR(ag_catalog.<>) ALL($10::text[]::ag_catalog.graphid[])
+             GROUP BY e.b)
+        SELECT {_ROW_COLUMNS}, r.parents, r.rels, r.props
+          FROM reached r JOIN ruvllm.nodes n ON n.graph_id OPERATOR(ag_catalog.=) r.b
+         WHERE n.tenant = $3 {filter_sql(4, present)}""",
+                     ["bytea", "text[]", "text"] + FILTER_TYPES + ["text[]"])
     by_gid = {r["gid"]: r for r in results.values()}
     frontier = {r["gid"]: r["score"] for r in results.values()}
     for hop in range(1, hops + 1):
         if not frontier or len(results) >= MAX_EXPANDED:
             break
+        fetched = {}
         edges = []
-        for e in graph.neighbours(plpy, list(frontier)):
-            if e["b"] in by_gid:
-                continue
-            props = json.loads(e["props"]) if e["props"] else {}
-            edges.append((e["a"], e["b"], e["rel"], props.get("weight")))
+        for r in plpy.execute(hop_plan, [query_bytes, list(frontier), tenant, *params, list(by_gid)]):
+            fetched[r["gid"]] = r
+            for parent, rel, props in zip(r["parents"], r["rels"], r["props"]):
+                weight = json.loads(props).get("weight") if props else None
+                edges.append((parent, r["gid"], rel, weight))
         reached = fusion.best_paths(frontier, edges)
         if not reached:
             break
-        fetched = plpy.execute(fetch_plan, [literal, list(reached), tenant, *params])
         scored = []
-        for r in fetched:
+        for r in fetched.values():
             graph_score, parent, rel, weight = reached[r["gid"]]
             known = candidates.get(r["id"])
             row = _row(r, hop, rel, by_gid[parent]["id"], weight)

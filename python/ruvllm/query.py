@@ -35,6 +35,9 @@ MIN_RELATIVE_SCORE = 0.1
 # for answer_style documents then (its safe default's context size).
 DEFAULT_EVIDENCE_TOKENS = evidence.DEFAULT_BUDGET_TOKENS
 DOCUMENTS_DEFAULT_CONTEXT = 1024
+# 0.3.0's token counting (one text a call, as each is needed) instead of one call per request:
+# only bench/query sets it, in its own PL/Python function, to time both in the same run.
+PER_TEXT_TOKEN_COUNTS = False
 NOT_FOUND = evidence.NOT_FOUND
 TIMED = ("embedding", "retrieval", "routing", "attention", "generation")
 ROUTING_KEYS = ("model", "context_size", "temperature", "top_p", "confidence", "model_probs",
@@ -91,6 +94,7 @@ class Request:
     spec: generation.ModelSpec = None
     # attend
     gen: generation.GenerationBackend = None
+    tokens: generation.RequestTokens = None   # the request's token counts (and tokenizer calls)
     max_tokens: int = None
     history: list = None
     context: list = None               # [(row index, text, attention score)]: what the prompt carries
@@ -242,7 +246,15 @@ def attend(plpy, req):
     if gen is not None:
         gen.max_loaded = req.cfg["max_loaded_models"]
         gen.n_threads = req.cfg["generation_threads"] or None
-    count = evidence.approx_tokens if extractive else (lambda text: gen.count_tokens(spec, text))
+    # Every count of the request in one tokenizer call: the texts are announced before the
+    # first count (the session's turns, the question, and the sentences evidence may keep or
+    # the nodes attention may keep); only cutting an over-long best text asks again.
+    if PER_TEXT_TOKEN_COUNTS and not extractive:
+        count = req.tokens = generation.PerTextTokens(lambda text: gen.count_tokens(spec, text))
+    else:
+        count = req.tokens = generation.RequestTokens(
+            (lambda texts: [evidence.approx_tokens(t) for t in texts]) if extractive
+            else (lambda texts: gen.count_tokens_many(spec, texts)))
     req.max_tokens = req.constraints.get("max_tokens", DEFAULT_MAX_TOKENS)
     req.history = history = sessions.prompt_turns(req.session)
     rows = req.rows
@@ -252,14 +264,22 @@ def attend(plpy, req):
                                 [r["via_rel"] for r in rows], [r["edge_weight"] for r in rows], req.ages)
         if ranked:
             ranked = [n for n in ranked if n.score >= MIN_RELATIVE_SCORE * ranked[0].score]
-        history_tokens = sum(count(q) + count(a) for q, a in history)
+        if style == "evidence" or extractive:
+            nodes = [(n.index, rows[n.index]["content"], n.score) for n in ranked]
+            # Scored first: only the sentences of units that may be kept are counted.
+            prepared = evidence.candidates(req.query, nodes).score(req.vec, nodes)
+            count.want(prepared.texts())
+        else:
+            count.want(rows[n.index]["content"] for n in ranked)
+        turns = [text for turn in history for text in turn]
+        count.want(turns + [req.query])
+        history_tokens = sum(count(text) for text in turns)
         room = spec.n_ctx - req.max_tokens - PROMPT_RESERVE_TOKENS - history_tokens - count(req.query)
         if style == "evidence" or extractive:
             wanted = DEFAULT_EVIDENCE_TOKENS if req.routing["used_default"] else req.routing["context_size"]
             budget = min(wanted, room)
-            nodes = [(n.index, rows[n.index]["content"], n.score) for n in ranked]
-            req.selection = evidence.select(req.query, req.vec, nodes, budget, count) if budget > 0 \
-                else evidence.select(req.query, req.vec, [], 0, count)
+            req.selection = evidence.select(req.query, req.vec, nodes, budget, count, prepared=prepared) \
+                if budget > 0 else evidence.select(req.query, req.vec, [], 0, count)
             req.context = req.selection.context()
         else:
             wanted = DOCUMENTS_DEFAULT_CONTEXT if req.routing["used_default"] and \

@@ -2,6 +2,8 @@
 vectors travel in between numpy and pgvector."""
 import json
 
+import struct
+
 import numpy as np
 
 from .errors import RuvllmError
@@ -135,6 +137,14 @@ def vector_literal(v):
 def parse_vector(text):
     """pgvector's text output (a vector column cast to text) as a float32 array."""
     return np.array(json.loads(text), dtype=np.float32)
+
+
+def vector_send(v):
+    """A vector in pgvector's binary form (vector_send's: int16 dimensions, int16 0, big-endian
+    float4s), for a bytea parameter that the statement reads with ruvllm._vector_recv: ~1 us
+    where its text (vector_literal) takes ~0.25 ms to format and the server as long again to parse."""
+    v = np.asarray(v, dtype=np.float32)
+    return struct.pack(">HH", len(v), 0) + v.astype(">f4").tobytes()
 
 
 def vector_from_send(blob):

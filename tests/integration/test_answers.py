@@ -24,8 +24,8 @@ from ruvllm import generation, inference, query, sqlglue
 class Inventing(generation.GenerationBackend):
     def __init__(self, inner):
         self.inner = inner
-    def count_tokens(self, model, text):
-        return self.inner.count_tokens(model, text)
+    def count_tokens_many(self, model, texts):
+        return self.inner.count_tokens_many(model, texts)
     def generate(self, model, prompt, **kwargs):
         return generation.GenerationResult(
             "Call def rotate_witness_log() in a loop over eyewitness_logs. A cron job spins it nightly.",

@@ -391,3 +391,61 @@ def test_settings_are_checked_and_reserved_to_admins(server):
             assert ask(conn, "Can a user ask?", {"max_tokens": 4})["text"] is not None
         finally:
             conn.execute("RESET ROLE")
+
+
+# Reachable only through this function, which the test (a superuser) creates: the backend's
+# /tokenize requests are counted by wrapping ServerBackend._request, and counts are compared with
+# llama.cpp's in-process tokenizer of the same model file, text by text.
+SERVER_COUNTS = """
+CREATE FUNCTION test_server_counts(texts text[], q text) RETURNS jsonb
+LANGUAGE plpython3u AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json
+from ruvllm import generation, inference, models, query, sqlglue
+
+requests = []
+real_request = inference.ServerBackend._request
+def counted(self, model, path, body, deadline):
+    requests.append(path)
+    return real_request(self, model, path, body, deadline)
+inference.ServerBackend._request = counted
+try:
+    spec = generation.bundled_models()["smollm2-135m-instruct"]
+    server = inference.backend_for(plpy)
+    inference._TOKEN_COUNTS.clear()
+    counts = server.count_tokens_many(spec, texts)
+    batch_requests = list(requests)
+    again = server.count_tokens_many(spec, texts)
+    cached_requests = len(requests) - len(batch_requests)
+    local = generation.LlamaCppBackend()
+    llm = local._llama(spec)
+    in_process = [len(llm.tokenize(t.encode("utf-8"), add_bos=False, special=False)) for t in texts]
+    local.count_tokens_many(spec, ["warm"])
+    del requests[:]
+    r = sqlglue.call(plpy, query.run, plpy, q, None, '{"model": "smollm2-135m-instruct", "max_tokens": 8}')
+    return json.dumps({"counts": counts, "again": again, "in_process": in_process,
+                       "batch_requests": batch_requests, "cached_requests": cached_requests,
+                       "fast_in_process": local.count_tokens_many(spec, texts),
+                       "query_requests": requests, "text": r["text"]})
+finally:
+    inference.ServerBackend._request = real_request
+$$;
+"""
+
+
+def test_the_server_counts_many_texts_in_one_request_exactly(server):
+    texts = ["How do I rotate the witness log?", "", "ünïcödé – 東京 🚀", "<|im_end|> is text here",
+             "  two  spaces  ", "a" * 300, "The witness log is rotated by dropping its oldest daily partition."]
+    with server.connect() as conn:
+        conn.execute("SET ruvllm.cache_ttl = 0")
+        conn.execute(SERVER_COUNTS)
+        r = scalar(conn, "SELECT test_server_counts(%s, %s)", (texts, "What does ruvllm answer from?"))
+    # One /tokenize request for all seven texts, none when they are asked again (the LRU).
+    assert r["batch_requests"] == ["/tokenize"] and r["cached_requests"] == 0
+    # The same counts as llama.cpp in process, text by text (special tokens' text is text), and
+    # the in-process count_tokens_many (llama_tokenize with no room) agrees with both.
+    assert r["counts"] == r["in_process"] == r["again"] == r["fast_in_process"]
+    assert r["counts"][1] == 0 and all(n > 0 for i, n in enumerate(r["counts"]) if i != 1)
+    # A request through the server: one /tokenize request, then the generation.
+    assert r["query_requests"].count("/tokenize") == 1 and r["text"].strip()
+    assert r["query_requests"][-1] == "/v1/chat/completions"

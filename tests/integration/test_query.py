@@ -307,3 +307,83 @@ def test_pii_is_masked_in_what_is_stored_not_in_the_answer(db):
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         db.execute("SET ruvllm.pii_mask = 'ssn'")
         ask(db, "hello")
+
+
+# A test double around the real generator, reachable only through this function (created by the
+# test, a superuser, in its own database): it records every token count the pipeline asks for,
+# the prompt it generates from, and the real generation's result; then recounts every text and
+# the whole prompt with llama.cpp's own Llama.tokenize in this backend, one text at a time,
+# uncached (in server mode too: the same model file, so the same counts).
+COUNTING_QUERY = """
+CREATE FUNCTION test_query_counting(q text, session text, constraints text) RETURNS jsonb
+LANGUAGE plpython3u AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+import json
+from ruvllm import generation, inference, query, sqlglue
+
+class Counting(generation.GenerationBackend):
+    def __init__(self, inner):
+        self.inner, self.batches, self.singles, self.counted, self.prompt = inner, [], 0, {}, None
+    def count_tokens(self, model, text):
+        self.singles += 1
+        return self.inner.count_tokens(model, text)
+    def count_tokens_many(self, model, texts):
+        counts = self.inner.count_tokens_many(model, texts)
+        self.batches.append(len(texts))
+        self.counted.update(zip(texts, counts))
+        return counts
+    def generate(self, model, prompt, **kw):
+        self.prompt = (model, prompt, kw)
+        return self.inner.generate(model, prompt, **kw)
+
+inner = inference.backend_for(plpy)
+lru = inner.token_counts
+calls = lru.calls
+b = Counting(inner)
+r = sqlglue.call(plpy, query.run, plpy, q, session, constraints, backend=b)
+if b.prompt is None:
+    plpy.error("nothing was generated: " + json.dumps(r)[:600])
+model, prompt, kw = b.prompt
+llm = generation.default_backend()._llama(model)
+fresh = lambda t: len(llm.tokenize(t.encode("utf-8"), add_bos=False, special=False))
+messages = generation.chat_messages(kw.get("system"), kw.get("history") or (), prompt)
+r["test"] = {"batches": b.batches, "singles": b.singles, "tokenizer_calls": lru.calls - calls,
+             "wrong_counts": [t for t, n in b.counted.items() if n != fresh(t)],
+             "n_ctx": model.n_ctx, "max_tokens": kw["max_tokens"],
+             "prompt_tokens": sum(fresh(m["content"]) for m in messages)}
+return json.dumps(r)
+$$;
+"""
+
+
+@pytest.mark.parametrize("mode", ["in_process", "server"])
+def test_a_request_asks_the_tokenizer_once_and_its_prompt_fits(db, mode):
+    seed(db)
+    db.execute(COUNTING_QUERY)
+    db.execute("SET ruvllm.cache_ttl = 0")
+    db.execute(f"SET ruvllm.inference = {mode}")
+    question = "How do I rotate the witness log?"
+    constraints = '{"model": "smollm2-135m-instruct", "max_tokens": 16}'
+    r = scalar(db, "SELECT test_query_counting(%s, NULL, %s)", (question, constraints))
+    t = r["test"]
+    # One batch for everything the request counted, one tokenizer call for it, no single counts.
+    assert len(t["batches"]) == 1 and t["singles"] == 0 and t["tokenizer_calls"] <= 1
+    assert t["batches"][0] >= 2          # the question and the evidence's sentences at least
+    # Exact: each count is what llama.cpp's tokenizer gives the text alone.
+    assert t["wrong_counts"] == []
+    # The prompt (system, context, question; recounted) fits the model's context with the
+    # answer's tokens, and so does what llama.cpp evaluated (the chat template's tokens too).
+    assert t["prompt_tokens"] + t["max_tokens"] <= t["n_ctx"]
+    row = witness_rows(db, "request_id = %s", (r["request_id"],))[0]
+    assert t["prompt_tokens"] <= row["prompt_tokens"] <= t["n_ctx"] - t["max_tokens"]
+    assert r["sources"] and r["text"].strip()
+    # The same question again, in a session: the counts come from the backend's LRU (no
+    # tokenizer call), the request still batches once.
+    again = scalar(db, "SELECT test_query_counting(%s, 's1', %s)", (question, constraints))
+    assert len(again["test"]["batches"]) == 1 and again["test"]["tokenizer_calls"] == 0
+    # A continuing session's turns are counted in the same single call.
+    third = scalar(db, "SELECT test_query_counting(%s, 's1', %s)",
+                   ("What does VACUUM reclaim in PostgreSQL?", constraints))
+    assert len(third["test"]["batches"]) == 1 and third["test"]["tokenizer_calls"] == 1
+    assert third["test"]["wrong_counts"] == []
+    assert third["test"]["prompt_tokens"] + third["test"]["max_tokens"] <= third["test"]["n_ctx"]

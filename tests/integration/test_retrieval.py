@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from helpers import ask, login, scalar
+from ruvllm import lexical
 
 TARGET = "The night shift traced ERR-7731-XQ to the loading dock scanner, whose battery had run flat."
 QUESTION = "What is error code ERR-7731-XQ?"
@@ -210,6 +211,74 @@ def test_ingest_counts_terms_and_the_deep_loop_recounts_them(db):
         "": scalar(db, "SELECT count(*)::int FROM ruvllm.nodes"),
         "error": scalar(db, "SELECT count(*)::int FROM ruvllm.nodes WHERE lexemes @@ 'error'::tsquery"),
         "xq": 1}
+
+
+def reference_bm25(db, question):
+    """Each node's BM25 for the question and its coverage, computed here from the node's lexemes
+    and the tenant's statistics with lexical.bm25: {id: (score, coverage)}, and the idf used."""
+    terms = scalar(db, "SELECT tsvector_to_array(to_tsvector('english', %s))", (question,))
+    df = dict(db.execute("SELECT lexeme, sum(docs)::float8 FROM ruvllm.lexical_stats WHERE lexeme = ANY(%s) "
+                         "GROUP BY lexeme", (terms,)).fetchall())
+    docs, total = db.execute("SELECT sum(docs)::float8, sum(lexemes)::float8 FROM ruvllm.lexical_stats "
+                             "WHERE lexeme = ''").fetchone()
+    idf = {t: lexical.idf(docs, df.get(t, 0)) for t in terms}
+    out = {}
+    for node, tf, length in db.execute("""
+            SELECT n.id, jsonb_object_agg(u.lexeme, coalesce(cardinality(u.positions), 1)), length(n.lexemes)
+              FROM ruvllm.nodes n, unnest(n.lexemes) u GROUP BY n.id"""):
+        held = sum(w for t, w in idf.items() if t in tf)
+        out[node] = (lexical.bm25(tf, length, idf, total / docs),
+                     held / sum(idf.values()) if any(t in tf for t in idf) else None)
+    return out, idf, total / docs
+
+
+@pytest.mark.parametrize("question", [QUESTION, "the disk is full when the backup job fails", "battery"])
+def test_the_c_bm25_scorer_equals_the_python_reference(db, question):
+    target = ingest_tickets(db)
+    expected, idf, avgdl = reference_bm25(db, question)
+    terms, weights = list(idf), list(idf.values())
+    got = {r[0]: (r[1], r[2]) for r in db.execute(
+        "SELECT id, ruvllm._bm25(lexemes, %s, %s, %s, 1.2, 0.75), ruvllm._term_coverage(lexemes, %s, %s) "
+        "FROM ruvllm.nodes", (terms, weights, avgdl, terms, weights))}
+    assert got.keys() == expected.keys()
+    for node, (score, coverage) in expected.items():
+        assert got[node][0] == pytest.approx(score, rel=1e-12, abs=1e-12), node
+        assert got[node][1] == (None if coverage is None else pytest.approx(coverage, rel=1e-12)), node
+    assert max(s for s, _c in expected.values()) > 0
+    if question == QUESTION:
+        assert max(expected, key=lambda n: expected[n][0]) == target
+    # The search statement scores with it: its lexical hits carry the reference's scores.
+    rows = search(db, question, k=10, mode="lexical")
+    assert rows
+    for r in rows:
+        assert r["lexical_score"] == pytest.approx(expected[r["id"]][0], rel=1e-6)
+    # Without positions (a stripped tsvector) every term occurs once.
+    stripped = scalar(db, "SELECT ruvllm._bm25(strip(lexemes), %s, %s, %s, 1.2, 0.75) FROM ruvllm.nodes "
+                          "WHERE id = %s", (terms, weights, avgdl, target))
+    tf = {t: 1 for t in scalar(db, "SELECT tsvector_to_array(lexemes) FROM ruvllm.nodes WHERE id = %s", (target,))}
+    length = scalar(db, "SELECT length(lexemes) FROM ruvllm.nodes WHERE id = %s", (target,))
+    assert stripped == pytest.approx(lexical.bm25(tf, length, idf, avgdl), rel=1e-12)
+
+
+def test_the_bm25_scorer_refuses_mismatched_terms(db):
+    with pytest.raises(psycopg.errors.ArraySubscriptError):
+        db.execute("SELECT ruvllm._bm25('a b'::tsvector, '{a,b}', '{1}', 1, 1.2, 0.75)")
+    with pytest.raises(psycopg.errors.NullValueNotAllowed):
+        db.execute("SELECT ruvllm._bm25('a b'::tsvector, '{a,NULL}', '{1,1}', 1, 1.2, 0.75)")
+    # No terms: nothing to score, nothing covered.
+    assert scalar(db, "SELECT ruvllm._bm25('a b'::tsvector, '{}', '{}', 1, 1.2, 0.75)") == 0
+    assert scalar(db, "SELECT ruvllm._term_coverage('a b'::tsvector, '{}', '{}')") is None
+
+
+def test_the_query_vector_travels_in_binary_form(db):
+    assert scalar(db, "SELECT ruvllm._vector_recv(vector_send('[1,-2.5,3e-8]')) = '[1,-2.5,3e-8]'::vector")
+    # vector_recv's own checks hold, and the bytes must be one vector exactly.
+    with pytest.raises(psycopg.errors.DataException):
+        db.execute("SELECT ruvllm._vector_recv('\\x000100007fc00000'::bytea)")      # NaN
+    with pytest.raises(psycopg.errors.InvalidBinaryRepresentation):
+        db.execute("SELECT ruvllm._vector_recv(vector_send('[1,2]') || '\\x00'::bytea)")
+    with pytest.raises(psycopg.Error):
+        db.execute("SELECT ruvllm._vector_recv('\\x0002'::bytea)")                   # cut short
 
 
 def test_ruvllm_query_retrieves_hybrid(db):

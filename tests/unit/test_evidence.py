@@ -82,6 +82,47 @@ def test_a_heading_is_read_with_the_sentence_after_it():
     assert units[0].text.startswith("archive_command (string) The local shell command")
 
 
+BOOLEAN_DOC = ("Boolean Type\n\nThe boolean type can have several states.\n\n"
+               "The input function accepts these string representations for the true state:\n\n"
+               "true\n\nyes\n\non\n\nCase does not matter.")
+TIMEOUT_DOC = ("deadlock_timeout (integer)\n\nThis is the amount of time to wait on a lock before "
+               "checking for a deadlock. The default is one second (1s).\n\nIdeally the setting "
+               "should exceed your typical transaction time.")
+
+
+def test_a_list_is_read_with_the_sentence_that_announces_it():
+    assert evidence.leans_forward("The input function accepts these string representations:")
+    assert evidence.leans_forward("Index Types") and not evidence.leans_forward("Case does not matter.")
+    units, sents = evidence.candidate_units([(0, BOOLEAN_DOC, 1.0)])
+    # sentences: 0 heading, 1 "The boolean type ...", 2 the announcement, 3-5 the items, 6 "Case ..."
+    assert [(u.first, u.last) for u in units] == [(0, 1), (2, 6)]
+    assert units[1].text == ("The input function accepts these string representations for the true "
+                             "state: true yes on Case does not matter.")
+    # At most MAX_LEAD sentences that lean forward are read with the one after them.
+    many = "Values:\n\n" + "\n\n".join(f"v{i}" for i in range(12)) + "\n\nThat is all."
+    last = evidence.candidate_units([(0, many, 1.0)])[0][-1]
+    assert last.last - last.first == evidence.MAX_LEAD
+
+
+def test_a_unit_is_read_under_its_heading():
+    units, sents = evidence.candidate_units([(0, TIMEOUT_DOC, 1.0)])
+    assert [(u.first, u.last, u.heading) for u in units] == [(0, 1, None), (2, 2, 0), (3, 3, 0)]
+    assert units[1].read == "deadlock_timeout (integer) ... The default is one second (1s)."
+    q = "What is the default deadlock_timeout?"
+    sel = evidence.select(q, bag_embed([q])[0], [(0, TIMEOUT_DOC, 1.0)], 256, words, embed=bag_embed,
+                          max_units=1)
+    best = sel.units[0]
+    assert (best.first, best.last) == (2, 2)
+    # The answer quotes the span under its heading (the setting it is about), and the prompt's
+    # evidence carries the heading too, counted in the budget.
+    assert evidence.extractive_answer(sel) == "deadlock_timeout (integer) ... The default is one second (1s). [1]"
+    assert sel.nodes[0].sentences == [0, 2]
+    assert sel.nodes[0].text == "deadlock_timeout (integer) ... The default is one second (1s)."
+    room = words("deadlock_timeout (integer)") + words("The default is one second (1s).") + evidence.NODE_OVERHEAD_TOKENS
+    assert evidence.select(q, bag_embed([q])[0], [(0, TIMEOUT_DOC, 1.0)], room, words,
+                           embed=bag_embed, max_units=1).nodes[0].sentences == [0, 2]
+
+
 def test_the_best_span_answers_and_is_within_budget():
     q = "How do I rotate the witness log?"
     qv = bag_embed([q])[0]
@@ -202,3 +243,23 @@ def test_documents_style_keeps_the_0_2_0_prompts():
     system, prompt, stop = generation.answer_prompt(BASE, "q?", [], style="documents")
     assert system == "Answer the question briefly, using the context."
     assert prompt == "Context:\n(no context found)\n\nQuestion: q?\nAnswer:" and stop == ("\nQuestion:", "\n\n\n")
+
+
+def test_the_sentences_to_count_are_known_before_selecting_and_all_it_counts():
+    q = "How do I rotate the witness log?"
+    qv = bag_embed([q])[0]
+    nodes = [(4, WITNESS_DOC, 0.6), (2, FRANCE, 0.1)]
+    prepared = evidence.candidates(q, nodes)
+    everything = prepared.texts()
+    assert "The capital of France is Paris." in everything       # unscored: every unit's sentences
+    prepared.score(qv, nodes, embed=bag_embed)
+    wanted = prepared.texts()
+    # Scored: the units within RELATIVE_FLOOR of the best only; France's share no question word.
+    assert set(wanted) < set(everything) and "The capital of France is Paris." not in wanted
+    assert any("Rotating it means" in t for t in wanted)
+    counted = []
+    sel = evidence.select(q, qv, nodes, 256, lambda t: counted.append(t) or words(t), prepared=prepared)
+    assert counted and set(counted) <= set(wanted)
+    # The same selection as without preparing.
+    again = evidence.select(q, qv, nodes, 256, words, embed=bag_embed)
+    assert [u.text for u in sel.units] == [u.text for u in again.units]

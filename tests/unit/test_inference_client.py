@@ -28,7 +28,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         Handler.seen.append((self.path, body, self.headers.get("Authorization")))
         if self.path == "/tokenize":
-            data = json.dumps({"tokens": list(range(len(body["content"].split())))}).encode()
+            # As llama-server: a token a word; in a "content" array each string is tokenised
+            # alone and a number is passed through as a token id.
+            content = body["content"] if isinstance(body["content"], list) else [body["content"]]
+            tokens = []
+            for part in content:
+                tokens += [part] if isinstance(part, int) else [len(w) for w in part.split()]
+            data = json.dumps({"tokens": tokens}).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -92,6 +98,32 @@ def test_counts_tokens_on_the_server_and_caches_them(server):
     assert b.count_tokens(CHAT, "one two three") == 3
     assert b.count_tokens(CHAT, "one two three") == 3
     assert [p for p, _, _ in Handler.seen] == ["/tokenize"]
+
+
+class BatchingEndpoints(inference.StaticEndpoints):
+    batch_tokenize = True   # as the supervised llama-server's
+
+
+def test_counts_many_texts_in_one_request_to_llama_server(server):
+    b = inference.ServerBackend(BatchingEndpoints(f"http://127.0.0.1:{server}"))
+    model = generation.ModelSpec("m", "/nonexistent/batch.gguf", "chat", 2048)
+    texts = ["alpha beta", "", "gamma", "delta epsilon zeta", "alpha beta"]
+    assert b.count_tokens_many(model, texts) == [2, 0, 1, 3, 2]
+    [(path, body, _)] = Handler.seen
+    # The distinct texts, separated by a token id no text produces.
+    assert path == "/tokenize" and body["content"] == ["alpha beta", -1, "", -1, "gamma", -1,
+                                                       "delta epsilon zeta"]
+    assert body["parse_special"] is False and body["add_special"] is False
+    # Counted: no request for them again, one for the new text alone.
+    assert b.count_tokens_many(model, ["gamma", "eta theta", "alpha beta"]) == [1, 2, 2]
+    assert [body["content"] for _, body, _ in Handler.seen[1:]] == ["eta theta"]
+
+
+def test_a_remote_server_counts_one_text_a_request(server):
+    b = backend(server)   # StaticEndpoints: maybe vLLM, whose /tokenize takes one string
+    model = generation.ModelSpec("m", "/nonexistent/remote.gguf", "chat", 2048)
+    assert b.count_tokens_many(model, ["one two", "three"]) == [2, 1]
+    assert [body["content"] for _, body, _ in Handler.seen] == ["one two", "three"]
 
 
 def test_an_interrupt_closes_the_connection_and_propagates(server):

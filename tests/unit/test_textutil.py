@@ -65,3 +65,10 @@ def test_metadata_checks():
 def test_vector_literal_round_trip():
     v = np.array([0.5, -0.25, 1e-8], dtype=np.float32)
     assert sqlglue.parse_vector(sqlglue.vector_literal(v)) == pytest.approx(v)
+
+
+def test_vector_send_is_pgvectors_binary_form():
+    v = np.array([0.5, -0.25, 1e-8], dtype=np.float32)
+    # int16 dimensions 3, int16 0, then big-endian float4s: 0.5 is 3f000000, -0.25 is be800000.
+    assert sqlglue.vector_send(v)[:12].hex() == "00030000" "3f000000" "be800000"
+    assert np.array_equal(sqlglue.vector_from_send(sqlglue.vector_send(v)), v)
