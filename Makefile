@@ -39,17 +39,26 @@ $(OBJS): ruvllm.control
 sql/ruvllm--$(EXTVERSION).sql: sql/ruvllm.sql ruvllm.control
 	cp $< $@
 
-install: install-python
+install: install-python install-embedding
 install-python:
 	$(MKDIR_P) '$(DESTDIR)$(PYTHON_DIR)/ruvllm'
 	$(INSTALL_DATA) python/ruvllm/*.py '$(DESTDIR)$(PYTHON_DIR)/ruvllm/'
 	echo "__version__ = '$(EXTVERSION)'" > '$(DESTDIR)$(PYTHON_DIR)/ruvllm/_version.py'
 
+# ruvllm.embedder = llama reads all-MiniLM-L6-v2 as a GGUF file, written here from the installed
+# model's safetensors (~1 s; nothing is downloaded). Where the model is not installed yet it is
+# skipped, and a backend writes the file on first use (ruvllm/embedding_llama.py, gguf_dirs).
+PYTHON ?= python3
+EMBEDDING_DIR = $(pkglibdir)/ruvllm-python/embedding
+install-embedding: install-python
+	$(MKDIR_P) '$(DESTDIR)$(EMBEDDING_DIR)'
+	cd '$(DESTDIR)$(PYTHON_DIR)' && $(PYTHON) -m ruvllm.embedding_llama '$(DESTDIR)$(EMBEDDING_DIR)'
+
 uninstall: uninstall-python
 uninstall-python:
-	rm -rf '$(DESTDIR)$(PYTHON_DIR)'
+	rm -rf '$(DESTDIR)$(PYTHON_DIR)' '$(DESTDIR)$(EMBEDDING_DIR)'
 
-.PHONY: install-python uninstall-python
+.PHONY: install-python install-embedding uninstall-python
 else
 all install installcheck:
 	@echo "pg_config not found (PG_CONFIG=$(PG_CONFIG)). To install into your PostgreSQL, set PG_CONFIG;" >&2

@@ -141,6 +141,15 @@ static const struct config_enum_entry answer_styles[] = {
 	{NULL, 0, false}
 };
 static int	ruvllm_answer_style = RUVLLM_ANSWER_EVIDENCE;
+/* ruvllm.embedder: which forward pass of all-MiniLM-L6-v2 embeds (issue 16); PL/Python reads it. */
+#define RUVLLM_EMBEDDER_LLAMA 0
+#define RUVLLM_EMBEDDER_NUMPY 1
+static const struct config_enum_entry embedders[] = {
+	{"llama", RUVLLM_EMBEDDER_LLAMA, false},
+	{"numpy", RUVLLM_EMBEDDER_NUMPY, false},
+	{NULL, 0, false}
+};
+static int	ruvllm_embedder = RUVLLM_EMBEDDER_LLAMA;
 static double ruvllm_abstain_below = 0.45;
 static double ruvllm_grounding_overlap = 0.6;
 static double ruvllm_grounding_similarity = 0.8;
@@ -361,6 +370,11 @@ _PG_init(void)
 	DefineCustomEnumVariable("ruvllm.answer_style",
 							 "What ruvllm_query's prompt carries: evidence (the sentences of memory that answer the question, a grounding check, abstention) or documents (0.2.0's whole memory nodes, no check).",
 							 NULL, &ruvllm_answer_style, RUVLLM_ANSWER_EVIDENCE, answer_styles,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("ruvllm.embedder",
+							 "How all-MiniLM-L6-v2 embeddings are computed: llama (llama.cpp over a GGUF file written from the model's safetensors) or numpy (ruvllm's numpy forward pass).",
+							 "Both read the same files and tokenise alike; their vectors agree to cosine 0.9999. numpy is kept for comparison (bench/memory, bench/query) and where llama.cpp is unavailable.",
+							 &ruvllm_embedder, RUVLLM_EMBEDDER_LLAMA, embedders,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomRealVariable("ruvllm.abstain_below",
 							 "ruvllm_query answers \"Not found in memory.\" without generating when no retrieved memory supports the question this well (support: the geometric mean of a hit's cosine similarity and its share of the question's term weight).",

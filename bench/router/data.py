@@ -147,7 +147,7 @@ def cache_file(prompts, cache_dir=CACHE_DIR):
 def _embed_chunk(texts):
     from ruvllm import embedding as emb
 
-    r = emb.get_embedder().embed(texts)
+    r = emb.get_embedder("numpy").embed(texts)
     return r.vectors, np.asarray(r.token_counts), np.asarray(r.truncated)
 
 
@@ -177,7 +177,9 @@ def embeddings(prompts, cache_dir=CACHE_DIR, workers=None, log=print):
 
     import multiprocessing as mp
 
-    embedder = emb.get_embedder()  # loaded before forking: the workers share its mmap
+    # The numpy forward, as the cache was made with: a bulk job, where it is the faster one
+    # anyway (ruvllm.embedder), and no llama.cpp state to carry across fork().
+    embedder = emb.get_embedder("numpy")  # loaded before forking: the workers share its mmap
     t0 = time.perf_counter()
     ids, _, _ = embedder.tokenize(prompts)
     lengths = np.asarray([len(x) for x in ids])

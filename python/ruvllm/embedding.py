@@ -259,7 +259,9 @@ class EmbedResult:
 class Embedder:
     """all-MiniLM-L6-v2 forward pass over the files of one model directory."""
 
-    def __init__(self, model_dir=None):
+    kind = "numpy"
+
+    def __init__(self, model_dir=None, load_weights=True):
         from tokenizers import Tokenizer  # deferred so the pure helpers import without it
 
         model_dir = Path(model_dir) if model_dir is not None else find_model_dir()
@@ -291,7 +293,8 @@ class Embedder:
         if self._sep_id is None or self._cls_id is None:
             raise RuvllmError(UNDEFINED_FILE, f"{model_dir}/tokenizer.json lacks [CLS]/[SEP]")
 
-        self._load_weights(read_safetensors(model_dir / "model.safetensors"))
+        if load_weights:  # a subclass with a forward of its own (embedding_llama) needs none
+            self._load_weights(read_safetensors(model_dir / "model.safetensors"))
 
     def _load_weights(self, t: dict[str, np.ndarray]) -> None:
         def get(name):
@@ -362,22 +365,30 @@ class Embedder:
     # ---- forward ----
 
     def embed(self, texts: list[str]) -> EmbedResult:
-        ids_list, counts, truncated = self.tokenize(texts)
+        return self.embed_ids(*self.tokenize(texts))
+
+    def embed_ids(self, ids_list, counts, truncated) -> EmbedResult:
+        """embed() of texts already tokenised (tokenize()'s three lists)."""
         n = len(ids_list)
         out = np.empty((n, self.dim), dtype=_F32)
         # Sorting by length means each batch pads only to its own longest text, which is close to
         # its shortest; the original order is restored when writing rows back.
         order = sorted(range(n), key=lambda i: len(ids_list[i]))
-        start = 0
+        for idx in self._batches(order, ids_list):
+            out[idx] = self._embed_ids([ids_list[i] for i in idx])
+        return EmbedResult(vectors=out, token_counts=counts, truncated=truncated)
+
+    def _batches(self, order, ids_list):
+        """Groups of texts (indices, in length order) for one forward pass each: padded to the
+        longest, so bounded by padded tokens."""
+        start, n = 0, len(order)
         while start < n:
             end = start + 1
             while end < n and end - start < _MAX_BATCH_SIZE \
                     and (end - start + 1) * len(ids_list[order[end]]) <= _MAX_BATCH_TOKENS:
                 end += 1
-            idx = order[start:end]
-            out[idx] = self._embed_ids([ids_list[i] for i in idx])
+            yield order[start:end]
             start = end
-        return EmbedResult(vectors=out, token_counts=counts, truncated=truncated)
 
     def embed_one(self, text: str) -> tuple[np.ndarray, int, bool]:
         r = self.embed([text])
@@ -487,18 +498,69 @@ def _validate(texts) -> list[str]:
     return texts
 
 
-_default: Embedder | None = None
+# ruvllm.embedder: which forward pass embeds. Both give the same vectors to cosine >= 0.9999
+# (tests/unit/test_embedding_llama.py) from the same files and tokeniser; llama is ~3x faster.
+EMBEDDERS = ("llama", "numpy")
+DEFAULT_EMBEDDER = "llama"
+ENV_EMBEDDER = "RUVLLM_EMBEDDER"   # outside PostgreSQL (tests, benches), where no setting exists
+
+_loaded: dict[str, Embedder] = {}
 _default_lock = threading.Lock()
+_fell_back = []
 
 
-def get_embedder() -> Embedder:
-    """The process-wide Embedder, loaded on first use (once per PostgreSQL backend)."""
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = Embedder(find_model_dir())
-    return _default
+def embedder_kind() -> str:
+    """ruvllm.embedder in a backend (the extension checks the value when it is set); outside
+    PostgreSQL $RUVLLM_EMBEDDER or the default."""
+    try:
+        import plpy  # only inside PL/Python
+    except ImportError:
+        plpy = None
+    value = None
+    if plpy is not None:
+        from . import sqlglue
+        value = sqlglue.setting(plpy, "ruvllm.embedder")
+    else:
+        value = os.environ.get(ENV_EMBEDDER)
+    return value if value in EMBEDDERS else DEFAULT_EMBEDDER
+
+
+def get_embedder(kind: str | None = None) -> Embedder:
+    """The process-wide Embedder of a kind (ruvllm.embedder by default), loaded on first use
+    (once per PostgreSQL backend). Where llama.cpp cannot run the model (llama-cpp-python
+    missing, no writable place for its GGUF file) the numpy forward stands in, with one WARNING
+    per backend: the vectors are the same, only slower."""
+    kind = kind or embedder_kind()
+    emb = _loaded.get(kind)
+    if emb is not None:
+        return emb
+    with _default_lock:
+        emb = _loaded.get(kind)
+        if emb is None:
+            if kind == "llama":
+                try:
+                    from .embedding_llama import LlamaEmbedder
+                    emb = LlamaEmbedder(find_model_dir())
+                except RuvllmError as e:
+                    if e.sqlstate != UNDEFINED_FILE or "not found" in e.message:
+                        raise
+                    _warn_fallback(e)
+                    emb = _loaded.get("numpy") or Embedder(find_model_dir())
+                    _loaded["numpy"] = emb
+            else:
+                emb = Embedder(find_model_dir())
+            _loaded[kind] = emb
+    return emb
+
+
+def _warn_fallback(e: RuvllmError) -> None:
+    _fell_back.append(e.message)
+    try:
+        import plpy
+        plpy.warning(f"ruvllm.embedder = llama is unavailable ({e.message}); using numpy",
+                     detail=e.detail, hint=e.hint)
+    except ImportError:
+        pass
 
 
 def embed(texts: list[str]) -> EmbedResult:

@@ -1,5 +1,8 @@
-"""A GGUF file's structure checked without loading it: the header, every metadata entry and tensor
-description must lie inside the file, and so must every tensor's data.
+"""GGUF files: their structure checked without loading them (check), their scalar metadata read
+(metadata), and a small writer (write) for the files ruvllm makes itself (the embedding model's).
+
+check: the header, every metadata entry and tensor description must lie inside the file, and so
+must every tensor's data.
 
 A file that passes the 4-byte magic can still be a stub, have absurd counts, or be cut short by a
 failed copy; llama.cpp then fails only when a backend loads it, as an error nobody can act on.
@@ -11,6 +14,9 @@ general.alignment (32 by default).
 import mmap
 import os
 import struct
+import tempfile
+
+import numpy as np
 
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
@@ -18,6 +24,15 @@ VERSIONS = (2, 3)
 # Metadata value types: fixed sizes, and the two variable ones.
 _FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _STRING, _ARRAY, _UINT32 = 8, 9, 4
+# The same types by name, for write(); the struct format of each fixed one.
+UINT8, INT8, UINT16, INT16, UINT32, INT32, FLOAT32, BOOL = 0, 1, 2, 3, 4, 5, 6, 7
+STRING, ARRAY, UINT64, INT64, FLOAT64 = 8, 9, 10, 11, 12
+_FORMAT = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+           10: "<Q", 11: "<q", 12: "<d"}
+# ggml tensor types write() stores: numpy dtype -> ggml type.
+GGML_F32, GGML_F16, GGML_Q8_0 = 0, 1, 8
+_GGML_OF_DTYPE = {np.dtype("<f4"): GGML_F32, np.dtype("<f2"): GGML_F16}
+ALIGNMENT = 32
 
 # ggml tensor types: (bytes per block, elements per block), for the types GGUF models use. A
 # tensor of a type not listed is checked by its offset alone.
@@ -142,3 +157,129 @@ def check(path):
             raise GGUFError(f"the tensor data needs {data_start + extent} bytes, the file has {size} "
                             f"(cut short?)")
     return {"version": version, "tensors": n_tensors, "metadata": n_kv, "data_bytes": extent}
+
+
+def metadata(path):
+    """The file's metadata entries that are scalars or strings, {key: value} (strings decoded as
+    UTF-8); arrays are given as their element count. Raises GGUFError like check()."""
+    check(path)
+    out = {}
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        r = _Reader(data)
+        r.skip(4 + 4, "the header")
+        r.u64("the tensor count")
+        n_kv = r.u64("the metadata count")
+        for _ in range(n_kv):
+            key = r.string("a key").decode("utf-8", "replace")
+            vtype = r.u32(f"{key!r}'s type")
+            if vtype in _FIXED:
+                out[key] = struct.unpack(_FORMAT[vtype], r.take(_FIXED[vtype], key))[0]
+            elif vtype == _STRING:
+                out[key] = bytes(r.string(key)).decode("utf-8", "replace")
+            else:
+                start = r.pos
+                r.u32(key)
+                out[key] = r.u64(key)
+                r.pos = start
+                _skip_value(r, vtype, key)
+    return out
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def quantize_q8_0(arr):
+    """ggml's Q8_0 of a float array whose rows are a multiple of 32 long: each block of 32 is an
+    f16 scale d = max|x| / 127 and 32 int8 round(x / d) (34 bytes). Returns the blocks as uint8."""
+    x = np.asarray(arr, dtype=np.float32).reshape(-1, 32)
+    amax = np.abs(x).max(axis=1, keepdims=True)
+    d = amax / np.float32(127)
+    inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
+    q = np.round(x * inv).astype(np.int8)   # numpy rounds half to even, ggml half away: rare ties
+    out = np.empty((x.shape[0], 34), dtype=np.uint8)
+    out[:, :2] = d.astype("<f2").view(np.uint8)
+    out[:, 2:] = q.view(np.uint8)
+    return out.reshape(-1)
+
+
+def _pack_string(value):
+    raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def _pack_value(vtype, value):
+    if vtype in _FORMAT:
+        return struct.pack(_FORMAT[vtype], value)
+    if vtype == STRING:
+        return _pack_string(value)
+    if vtype == ARRAY:
+        etype, items = value
+        items = list(items)
+        head = struct.pack("<IQ", etype, len(items))
+        if etype == STRING:
+            return head + b"".join(_pack_string(v) for v in items)
+        if etype in _FORMAT:
+            return head + struct.pack("<" + _FORMAT[etype][1] * len(items), *items)
+        raise ValueError(f"arrays of metadata type {etype} are not supported")
+    raise ValueError(f"unknown metadata type {vtype}")
+
+
+def write(path, meta, tensors, *, alignment=ALIGNMENT):
+    """Writes a GGUF version 3 file at path, atomically (a temporary file renamed over it).
+
+    meta: {key: (type, value)} in the order written, type one of UINT32, FLOAT32, BOOL, STRING,
+    ... or ARRAY with value (element type, items). tensors: [(name, array)] of float32 or float16
+    numpy arrays in their usual row-major layout; GGUF lists dimensions innermost first (ggml's
+    ne[0] is the row length), so a (rows, cols) array is stored as dims (cols, rows) with the
+    same bytes. Each tensor's data starts at a multiple of alignment."""
+    if alignment <= 0 or alignment & (alignment - 1):
+        raise ValueError(f"alignment {alignment} is not a power of two")
+    meta = dict(meta)
+    if alignment != ALIGNMENT:
+        meta["general.alignment"] = (UINT32, alignment)
+    infos, offset = [], 0
+    for item in tensors:
+        if len(item) == 4:  # (name, raw blocks as uint8, ggml type, logical shape): quantised
+            name, arr, ggml_type, shape = item
+            arr, shape = np.ascontiguousarray(arr, dtype=np.uint8), tuple(shape)
+            block_bytes, block_elems = GGML_TYPE_SIZES[ggml_type]
+            if shape[-1] % block_elems or arr.nbytes != int(np.prod(shape)) // block_elems * block_bytes:
+                raise ValueError(f"tensor {name}: {arr.nbytes} bytes do not hold {shape} of type {ggml_type}")
+        else:
+            name, arr = item
+            arr = np.asarray(arr)
+            shape = arr.shape
+            ggml_type = _GGML_OF_DTYPE.get(arr.dtype.newbyteorder("<"))
+            if ggml_type is None:
+                raise ValueError(f"tensor {name}: dtype {arr.dtype} is not float32 or float16")
+            arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+        if not 1 <= len(shape) <= 4:
+            raise ValueError(f"tensor {name}: rank {len(shape)} (GGUF holds 1 to 4 dimensions)")
+        infos.append((name, arr, shape, ggml_type, offset))
+        offset += -(-arr.nbytes // alignment) * alignment
+    head = [b"GGUF", struct.pack("<IQQ", 3, len(infos), len(meta))]
+    for key, (vtype, value) in meta.items():
+        head += [_pack_string(key), struct.pack("<I", vtype), _pack_value(vtype, value)]
+    for name, _arr, shape, ggml_type, off in infos:
+        head += [_pack_string(name), struct.pack("<I", len(shape))]
+        head += [struct.pack("<Q", d) for d in reversed(shape)]
+        head.append(struct.pack("<IQ", ggml_type, off))
+    head = b"".join(head)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".gguf-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(head + b"\0" * (-len(head) % alignment))
+            for _name, arr, _shape, _type, _off in infos:
+                f.write(memoryview(arr).cast("B"))
+                f.write(b"\0" * (-arr.nbytes % alignment))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -36,6 +36,22 @@ def test_embed_batch_matches_single(db):
     assert json.loads(single) == pytest.approx(json.loads(batch), abs=1e-5)
 
 
+def test_embedders_agree_and_the_setting_is_checked(db):
+    # ruvllm.embedder: llama (the default, llama.cpp over the GGUF file make install wrote) or numpy.
+    assert scalar(db, "SHOW ruvllm.embedder") == "llama"
+    texts = ["How do I back up PostgreSQL?", "hi", "Grüße aus München 🐘", LONG_DOC]
+    def vectors():
+        return [json.loads(scalar(db, "SELECT ruvllm_embed(%s)::text", (t,))) for t in texts]
+    llama = vectors()
+    db.execute("SET ruvllm.embedder = numpy")
+    numpy_ = vectors()
+    for a, b in zip(llama, numpy_):
+        assert sum(x * y for x, y in zip(a, b)) >= 0.9999
+    assert llama != numpy_  # two forward passes, not one
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SET ruvllm.embedder = onnx")
+
+
 def test_embed_reports_truncation(db):
     notices = []
     db.add_notice_handler(lambda d: notices.append(d.message_primary))

@@ -281,7 +281,9 @@ def test_text_with_nothing_to_embed(embedder):
 
 
 def test_default_instance_is_shared(embedder, monkeypatch):
-    monkeypatch.setattr(E, "_default", None)
+    # The numpy forward (ruvllm.embedder = numpy); test_embedding_llama.py covers llama's.
+    monkeypatch.setattr(E, "_loaded", {})
+    monkeypatch.setenv(E.ENV_EMBEDDER, "numpy")
     first = E.get_embedder()
     assert E.get_embedder() is first
     vec, n, trunc = E.embed_one("hi")
