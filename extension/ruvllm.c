@@ -141,7 +141,11 @@ static const struct config_enum_entry answer_styles[] = {
 	{NULL, 0, false}
 };
 static int	ruvllm_answer_style = RUVLLM_ANSWER_EVIDENCE;
-/* ruvllm.embedder: which forward pass of all-MiniLM-L6-v2 embeds (issue 16); PL/Python reads it. */
+/*
+ * ruvllm.embedder: which forward pass of all-MiniLM-L6-v2 embeds (issue 16). The Python package
+ * reads it through ruvllm_embedder_name (ctypes), not through a statement: embedding also runs in
+ * ruvllm_query_stream's helper thread, which must not run SQL.
+ */
 #define RUVLLM_EMBEDDER_LLAMA 0
 #define RUVLLM_EMBEDDER_NUMPY 1
 static const struct config_enum_entry embedders[] = {
@@ -150,6 +154,14 @@ static const struct config_enum_entry embedders[] = {
 	{NULL, 0, false}
 };
 static int	ruvllm_embedder = RUVLLM_EMBEDDER_LLAMA;
+
+PGDLLEXPORT const char *ruvllm_embedder_name(void);
+
+const char *
+ruvllm_embedder_name(void)
+{
+	return ruvllm_embedder == RUVLLM_EMBEDDER_NUMPY ? "numpy" : "llama";
+}
 static double ruvllm_abstain_below = 0.45;
 static double ruvllm_grounding_overlap = 0.6;
 static double ruvllm_grounding_similarity = 0.8;

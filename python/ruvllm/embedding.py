@@ -12,6 +12,7 @@ np.float64 scalar, which silently turns every matmul into a float64 one over a f
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import mmap
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ruvllm import errors
 from ruvllm.errors import (
     INVALID_PARAMETER_VALUE,
     STRING_DATA_RIGHT_TRUNCATION,
@@ -510,19 +512,20 @@ _fell_back = []
 
 
 def embedder_kind() -> str:
-    """ruvllm.embedder in a backend (the extension checks the value when it is set); outside
+    """ruvllm.embedder in a backend (read from the loaded library, which checked the value when it
+    was set, with no statement: this may run in ruvllm_query_stream's helper thread); outside
     PostgreSQL $RUVLLM_EMBEDDER or the default."""
-    try:
-        import plpy  # only inside PL/Python
-    except ImportError:
-        plpy = None
-    value = None
-    if plpy is not None:
-        from . import sqlglue
-        value = sqlglue.setting(plpy, "ruvllm.embedder")
-    else:
-        value = os.environ.get(ENV_EMBEDDER)
+    global _embedder_name
+    if _embedder_name is None:
+        fn = getattr(ctypes.PyDLL(None), "ruvllm_embedder_name", None)
+        if fn is not None:
+            fn.argtypes, fn.restype = [], ctypes.c_char_p
+        _embedder_name = fn or False
+    value = _embedder_name().decode("ascii") if _embedder_name else os.environ.get(ENV_EMBEDDER)
     return value if value in EMBEDDERS else DEFAULT_EMBEDDER
+
+
+_embedder_name = None   # the library's ruvllm_embedder_name, False outside a backend
 
 
 def get_embedder(kind: str | None = None) -> Embedder:
@@ -554,13 +557,10 @@ def get_embedder(kind: str | None = None) -> Embedder:
 
 
 def _warn_fallback(e: RuvllmError) -> None:
+    """One WARNING for the client, sent by the SQL glue (errors.warn_client)."""
     _fell_back.append(e.message)
-    try:
-        import plpy
-        plpy.warning(f"ruvllm.embedder = llama is unavailable ({e.message}); using numpy",
-                     detail=e.detail, hint=e.hint)
-    except ImportError:
-        pass
+    errors.warn_client(f"ruvllm.embedder = llama is unavailable ({e.message}); using numpy",
+                       detail=e.detail, hint=e.hint)
 
 
 def embed(texts: list[str]) -> EmbedResult:

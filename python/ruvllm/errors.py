@@ -30,6 +30,15 @@ EXTERNAL_ROUTINE_EXCEPTION = "38000"
 INTERNAL_ERROR = "XX000"
 
 
+# WARNINGs for the client, raised where no plpy is at hand (a helper thread, deep in the package):
+# (message, detail, hint), sent by the SQL glue when the call returns (sqlglue.call).
+pending_warnings = []
+
+
+def warn_client(message, detail=None, hint=None):
+    pending_warnings.append((message, detail, hint))
+
+
 def invalid(message, hint=None, detail=None):
     return RuvllmError(INVALID_PARAMETER_VALUE, message, hint=hint, detail=detail)
 

@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 
+from . import errors
 from .errors import RuvllmError
 
 
@@ -17,6 +18,15 @@ def call(plpy, func, *args, **kwargs):
         raise sql_error(plpy, e) from None
     except OverflowError as e:  # a number past what float or int can hold, e.g. 1e400
         raise sql_error(plpy, RuvllmError("22003", f"numeric value out of range: {e}")) from None
+    finally:
+        send_warnings(plpy)
+
+
+def send_warnings(plpy):
+    """The package's pending WARNINGs (errors.warn_client) to the client, from this thread."""
+    while errors.pending_warnings:
+        message, detail, hint = errors.pending_warnings.pop(0)
+        plpy.warning(message, **{k: v for k, v in (("detail", detail), ("hint", hint)) if v is not None})
 
 
 def call_rows(plpy, func, *args, **kwargs):

@@ -210,10 +210,14 @@ def test_llama_unavailable_falls_back_to_numpy(model_dir, monkeypatch):
         raise RuvllmError(E.UNDEFINED_FILE, "llama-cpp-python is not importable: no module")
     monkeypatch.setattr(E, "_loaded", {})
     monkeypatch.setattr(E, "_fell_back", [])
+    monkeypatch.setattr(E.errors, "pending_warnings", [])
     monkeypatch.setattr(EL, "LlamaEmbedder", unavailable)
     emb = E.get_embedder("llama")
     assert type(emb) is E.Embedder and E.get_embedder("numpy") is emb
     assert E._fell_back == ["llama-cpp-python is not importable: no module"]
+    # One WARNING for the client, which the SQL glue sends when the call returns.
+    [(message, _detail, _hint)] = E.errors.pending_warnings
+    assert message.startswith("ruvllm.embedder = llama is unavailable (llama-cpp-python is not importable")
     # A missing model is no reason to fall back: numpy could not embed either.
     monkeypatch.setattr(E, "_loaded", {})
     monkeypatch.setattr(E, "find_model_dir", lambda: (_ for _ in ()).throw(

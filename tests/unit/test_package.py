@@ -42,6 +42,19 @@ def test_glue_reports_sqlstate_and_hint():
     assert sqlglue.call(plpy, lambda x: x + 1, 41) == 42
 
 
+def test_glue_sends_the_packages_warnings_when_the_call_returns(monkeypatch):
+    sent = []
+    plpy = StandInPlpy()
+    plpy.warning = lambda message, **kw: sent.append((message, kw))
+    monkeypatch.setattr(errors, "pending_warnings", [])
+
+    def warns():
+        errors.warn_client("slower path", hint="install it")
+        return 1
+    assert sqlglue.call(plpy, warns) == 1
+    assert sent == [("slower path", {"hint": "install it"})] and errors.pending_warnings == []
+
+
 @pytest.mark.parametrize("prompt", [None, "", "   \n"])
 def test_generate_rejects_empty_prompt(prompt):
     with pytest.raises(errors.RuvllmError) as e:
