@@ -21,8 +21,10 @@ CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 
 # Lines of env/server.sh's ruvllm.conf that are about where the server listens and logs, not
 # about how fast it is; a bench sets its own.
+# ruvllm.databases is a shell expression there (RUVLLM_LOOPS), and which databases run the loops is
+# each bench's choice, not tuning.
 _NOT_TUNING = {"listen_addresses", "port", "unix_socket_directories", "shared_preload_libraries",
-               "logging_collector", "log_directory"}
+               "logging_collector", "log_directory", "ruvllm.databases"}
 
 
 def log(msg):

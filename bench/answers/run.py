@@ -233,7 +233,7 @@ class Bench:
     # --- the run ---------------------------------------------------------------------------
 
     def run(self):
-        settings = {k: v for k, v in make_up_settings().items() if k != "ruvllm.databases"}
+        settings = make_up_settings()
         settings["max_connections"] = "20"
         # Set at server start: with `server` the supervisor runs its llama-servers from the start.
         settings["ruvllm.inference"] = f"'{self.args.inference}'"

@@ -289,7 +289,7 @@ class Bench:
         self.latency[size] = out
 
     def run(self):
-        settings = {k: v for k, v in make_up_settings().items() if k != "ruvllm.databases"}
+        settings = make_up_settings()
         settings["ruvllm.inference"] = "'in_process'"   # no generation here: no llama-servers
         rng = np.random.default_rng(7)
         with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
