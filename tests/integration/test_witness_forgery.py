@@ -16,8 +16,11 @@ PLANTED = json.dumps({"request_id": str(uuid.uuid4()), "tenant": "t_bob", "query
                       "cache_hit": False, "created_at": "2001-01-01T00:00:00+00:00"})
 
 # What a user or analyst may call in schema ruvllm (the inference servers' are the lead's).
+# The search's own pure helpers (BM25, term coverage, the binary query vector) run as the caller.
 USER_INTERNALS = {"ruvllm._python_dir()", "ruvllm._library_version()", "ruvllm._python_setup()",
-                  "ruvllm._tenant_lookup(name,text)", "ruvllm._witness_queue_stats()"}
+                  "ruvllm._tenant_lookup(name,text)", "ruvllm._witness_queue_stats()",
+                  "ruvllm._bm25(tsvector,text[],double precision[],double precision,double precision,double precision)",
+                  "ruvllm._term_coverage(tsvector,text[],double precision[])", "ruvllm._vector_recv(bytea)"}
 ANALYST_INTERNALS = {"ruvllm._bound_tenant()", "ruvllm._tenant_lookup(name,text)"}
 
 
