@@ -26,7 +26,8 @@ wrong answers, hallucination rate (wrong, and its words not in the passages it c
 tokens p50 (the witness row's prompt_tokens) and latency p50/p90 (the result's latency_ms.total);
 --report-from scores an earlier run's raw answers again. A
 configuration the build does not have is a row saying so. A run over a subset (--questions,
---configs) is printed but not recorded in bench/RESULTS.md.
+--configs) is printed but not recorded in bench/RESULTS.md. bench/answers/replay.py replays the
+extractive tier's span choice offline over the nodes one run retrieved (a minute a variant).
 """
 import json
 import math
