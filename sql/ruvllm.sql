@@ -415,7 +415,7 @@ COMMENT ON FUNCTION ruvllm._bm25(tsvector, text[], float8[], float8, float8, flo
 CREATE FUNCTION ruvllm._term_coverage(doc tsvector, terms text[], idf float8[]) RETURNS float8
     AS 'MODULE_PATHNAME', 'ruvllm_term_coverage' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION ruvllm._term_coverage(tsvector, text[], float8[]) IS
-    'Share of the query lexemes'' IDF (parallel arrays) that a tsvector contains; NULL when it contains none of them or their IDF sums to 0 (internal, what abstention reads).';
+    'Share of the query lexemes'' IDF (parallel arrays) that a tsvector contains, 0 when it contains none of them; NULL when there is nothing to cover (no terms, or their IDF sums to 0) (internal, what abstention reads).';
 
 -- The query vector of a search travels in binary form (extension/vector_recv.c).
 CREATE FUNCTION ruvllm._vector_recv(bytes bytea) RETURNS vector
