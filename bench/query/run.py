@@ -19,6 +19,7 @@ It prints one markdown section; at default scale bench/run.sh records it in
 bench/RESULTS.md (`--record`). `--bare` is the bare generation process (internal).
 """
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -306,7 +307,11 @@ class Bench:
         assert len(qs) == n, "not enough distinct questions"
         return qs
 
-    def phase(self, name, t0):
+    @contextlib.contextmanager
+    def phase(self, name):
+        """Times what runs inside it into the report's time by phase."""
+        t0 = time.perf_counter()
+        yield
         self.timeline.append((name, time.perf_counter() - t0))
 
     # -- data ------------------------------------------------------------------------------------
@@ -639,9 +644,8 @@ class Bench:
                 conn.execute(lookups.SETUP_SQL)
                 self.info = conn.execute("SELECT ruvllm_info()").fetchone()[0]
                 self.pg_version = conn.execute("SHOW server_version").fetchone()[0]
-                t0 = time.perf_counter()
-                self.seed_real(conn)
-                self.phase("seed real documents", t0)
+                with self.phase("seed real documents"):
+                    self.seed_real(conn)
                 if self.only:
                     self.run_only(server, conn)
                 else:
@@ -654,51 +658,40 @@ class Bench:
     def run_all(self, server, conn):
         qconn = None
         for size in self.cfg["sizes"]:
-            t0 = time.perf_counter()
-            self.grow(conn, size)
-            self.phase(f"grow to {label(size)}", t0)
+            with self.phase(f"grow to {label(size)}"):
+                self.grow(conn, size)
             if qconn is not None:
                 qconn.close()
-            t0 = time.perf_counter()
-            qconn = self.e2e(server, size)
-            self.phase(f"end to end at {label(size)}", t0)
+            with self.phase(f"end to end at {label(size)}"):
+                qconn = self.e2e(server, size)
         conn.close()
-        t0 = time.perf_counter()
-        self.cache_hits(qconn, self.cfg["sizes"][-1])
-        qconn.close()
-        self.phase("cache hits", t0)
-        t0 = time.perf_counter()
-        self.rss(server)
-        self.phase("backend RSS", t0)
-        t0 = time.perf_counter()
-        self.generation(server)
-        self.phase("generation in-database vs bare", t0)
-        t0 = time.perf_counter()
-        self.stubbed(server)
-        self.phase("orchestration with generation stubbed", t0)
+        with self.phase("cache hits"):
+            self.cache_hits(qconn, self.cfg["sizes"][-1])
+            qconn.close()
+        with self.phase("backend RSS"):
+            self.rss(server)
+        with self.phase("generation in-database vs bare"):
+            self.generation(server)
+        with self.phase("orchestration with generation stubbed"):
+            self.stubbed(server)
         self.table_stats(server)
-        t0 = time.perf_counter()
-        self.token_counting(server)
-        self.phase("token counting before and after", t0)
-        t0 = time.perf_counter()
-        self.cache_lookups(server)
-        self.phase("cache lookups before and after", t0)
+        with self.phase("token counting before and after"):
+            self.token_counting(server)
+        with self.phase("cache lookups before and after"):
+            self.cache_lookups(server)
 
     def run_only(self, server, conn):
         """The phases of --only, on the first memory size."""
         size = self.cfg["sizes"][0]
-        t0 = time.perf_counter()
-        self.grow(conn, size)
-        self.phase(f"grow to {label(size)}", t0)
+        with self.phase(f"grow to {label(size)}"):
+            self.grow(conn, size)
         conn.close()
         if "tokens" in self.only:
-            t0 = time.perf_counter()
-            self.token_counting(server)
-            self.phase("token counting before and after", t0)
+            with self.phase("token counting before and after"):
+                self.token_counting(server)
         if "cache" in self.only:
-            t0 = time.perf_counter()
-            self.cache_lookups(server)
-            self.phase("cache lookups before and after", t0)
+            with self.phase("cache lookups before and after"):
+                self.cache_lookups(server)
 
     # -- raw results (the report can be rendered again from them: --report-from) -----------------
 
