@@ -123,6 +123,45 @@ def test_a_unit_is_read_under_its_heading():
                            embed=bag_embed, max_units=1).nodes[0].sentences == [0, 2]
 
 
+def test_which_questions_ask_for_a_name():
+    assert evidence.asks_for_name("Which setting logs long statements?")
+    assert evidence.asks_for_name("What function reloads the configuration?")
+    assert evidence.asks_for_name("What options does VACUUM take?")
+    assert not evidence.asks_for_name("What is the default fillfactor?")
+    assert not evidence.asks_for_name("How do I rotate the witness log?")
+    assert not evidence.asks_for_name("")
+
+
+def test_a_name_is_new_when_the_question_does_not_have_it():
+    q = "Which setting logs statements that run longer than log_min_duration_sample allows?"
+    assert evidence.names_something_new("Set log_min_duration_statement to 250ms.", q)
+    assert evidence.names_something_new("Call pg_reload_conf() after editing.", q)
+    assert evidence.names_something_new("Use TRUNCATE instead.", q)
+    assert evidence.names_something_new("Edit postgresql.conf and reload.", q)
+    assert evidence.names_something_new("Run pg_dump --schema-only to copy it.", q)
+    assert evidence.names_something_new("The operator @> tests containment.", q)
+    # The question's own name, plain words, and acronyms of three letters are no answer.
+    assert not evidence.names_something_new("Compare it with log_min_duration_sample.", q)
+    assert not evidence.names_something_new("Statements that run long are logged to the WAL.", q)
+
+
+def test_a_question_for_a_name_prefers_the_unit_that_names_one(monkeypatch):
+    doc = ("Statements that run for a long time can be logged with their duration.\n\n"
+           "Long statements are logged when log_min_duration_statement is set.")
+    q = "Which setting makes long statements logged with their duration?"
+    sel = evidence.select(q, bag_embed([q])[0], [(0, doc, 1.0)], 256, words, embed=bag_embed, max_units=1)
+    assert "log_min_duration_statement" in evidence.extractive_answer(sel)
+    assert [u.names_new for u in sorted(sel.units, key=lambda u: u.first)] == [True]
+    # Without the bonus the sentence that restates the question wins: the bonus decided it.
+    evidence._vectors.clear()
+    monkeypatch.setattr(evidence, "NAME_WEIGHT", 0.0)
+    sel = evidence.select(q, bag_embed([q])[0], [(0, doc, 1.0)], 256, words, embed=bag_embed, max_units=1)
+    assert "log_min_duration_statement" not in evidence.extractive_answer(sel)
+    # A question that asks for no name gives no bonus.
+    prep = evidence.candidates("How are long statements logged?", [(0, doc, 1.0)])
+    assert not any(u.names_new for u in prep.units)
+
+
 def test_the_best_span_answers_and_is_within_budget():
     q = "How do I rotate the witness log?"
     qv = bag_embed([q])[0]
