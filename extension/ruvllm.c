@@ -50,6 +50,7 @@ int			ruvllm_background_interval = 600;
 int			ruvllm_deep_interval = 3600;
 static char *ruvllm_pii_mask = NULL;
 static int	ruvllm_generation_threads = 1;
+static char *ruvllm_default_model = NULL;
 
 /*
  * Bad values are refused when they are set (SET, ALTER SYSTEM, postgresql.conf), not found later
@@ -120,6 +121,35 @@ check_tenant(char **newval, void **extra, GucSource source)
 			  *c == '_' || *c == '-' || *c == '.'))
 		{
 			GUC_check_errdetail("A tenant name has only letters, digits, \"_\", \"-\" and \".\".");
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * ruvllm.default_model names a row of ruvllm.models, which a check hook cannot read (postgresql.conf
+ * is read outside a transaction): the name's form is checked here, and a name no enabled model has
+ * is reported by ruvllm_health() and leaves the policy's own default in force.
+ */
+static bool
+check_default_model(char **newval, void **extra, GucSource source)
+{
+	const char *c;
+
+	if (strlen(*newval) > 63)
+	{
+		GUC_check_errdetail("A model name has at most 63 characters.");
+		return false;
+	}
+	for (c = *newval; *c; c++)
+	{
+		bool		lower_or_digit = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9');
+
+		if (!(lower_or_digit || (c != *newval && (*c == '.' || *c == '_' || *c == '-'))))
+		{
+			GUC_check_errdetail("A model name is lower-case letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit (as ruvllm_register_model accepts).");
+			GUC_check_errhint("SELECT name FROM ruvllm.models WHERE enabled lists the models; an empty value keeps the router policy's own default.");
 			return false;
 		}
 	}
@@ -383,6 +413,10 @@ _PG_init(void)
 							 "What ruvllm_query's prompt carries: evidence (the sentences of memory that answer the question, a grounding check, abstention) or documents (0.2.0's whole memory nodes, no check).",
 							 NULL, &ruvllm_answer_style, RUVLLM_ANSWER_EVIDENCE, answer_styles,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("ruvllm.default_model",
+							   "Model ruvllm_query uses while the router is not confident (its safe default): extractive quotes the evidence; empty keeps the router policy's own default, its first model.",
+							   "Applies with ruvllm.answer_style = evidence, and only while the name is an enabled model in ruvllm.models; the learning loops still train the router over every model.",
+							   &ruvllm_default_model, "extractive", PGC_USERSET, 0, check_default_model, NULL, NULL);
 	DefineCustomEnumVariable("ruvllm.embedder",
 							 "How all-MiniLM-L6-v2 embeddings are computed: llama (llama.cpp over a GGUF file written from the model's safetensors) or numpy (ruvllm's numpy forward pass).",
 							 "Both read the same files and tokenise alike; their vectors agree to cosine 0.9999. numpy is kept for comparison (bench/memory, bench/query) and where llama.cpp is unavailable.",

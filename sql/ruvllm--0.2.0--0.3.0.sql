@@ -656,7 +656,8 @@ DECLARE
     setting text;
 BEGIN
     FOR setting IN SELECT name FROM pg_catalog.pg_settings
-                    WHERE name IN ('ruvllm.answer_style', 'ruvllm.abstain_below', 'ruvllm.grounding_overlap',
+                    WHERE name IN ('ruvllm.answer_style', 'ruvllm.default_model', 'ruvllm.embedder',
+                                   'ruvllm.abstain_below', 'ruvllm.grounding_overlap',
                                    'ruvllm.grounding_similarity') ORDER BY name LOOP
         EXECUTE format('GRANT SET, ALTER SYSTEM ON PARAMETER %s TO ruvllm_admin', setting);
     END LOOP;

@@ -586,8 +586,9 @@ INSERT INTO ruvllm.models (name, tier, path, sha256, quantization, n_ctx, prompt
      'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53', 'Q4_1', 2048, 'chat', 1.0),
     ('gemma-3-270m', 1, 'gemma-3-270m-q4_k_m.gguf',
      'a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818', 'Q4_K_M', 2048, 'completion', 2.0);
--- Last in the router's model head (tier 9): the head's first model is the safe default, which
--- generates. It costs nothing per token; its latency is the evidence selection's.
+-- Last in the router's model head (tier 9), so a trained policy's head keeps the models' order;
+-- it is the safe default all the same (ruvllm.default_model). It costs nothing per token; its
+-- latency is the evidence selection's.
 INSERT INTO ruvllm.models (name, tier, path, sha256, quantization, n_ctx, prompt_style, cost_per_token) VALUES
     ('extractive', 9, NULL, NULL, NULL, 2048, 'extractive', 0.0);
 

@@ -57,6 +57,12 @@ def health(plpy):
         warnings.append("no background worker runs the learning loops here: nothing is judged or learned "
                         "until the database is in ruvllm.databases (ALTER SYSTEM SET ruvllm.databases = ...; "
                         "SELECT pg_reload_conf()) or ruvllm_run_loop() is called")
+    default_model = plpy.execute("SELECT current_setting('ruvllm.default_model', true) AS v")[0]["v"]
+    checks["default_model"] = default_model or None
+    if default_model and default_model not in pool.names():
+        warnings.append(f"ruvllm.default_model names {default_model!r}, which is not an enabled model: requests "
+                        "the router is not confident about get the router policy's own default "
+                        "(SELECT name FROM ruvllm.models WHERE enabled lists the models)")
     last = plpy.execute("""SELECT loop, max(finished_at)::text AS at,
                                   bool_or(status = 'error') FILTER (WHERE finished_at > now() - interval '1 hour') AS recent_error
                              FROM ruvllm.loop_runs GROUP BY loop""")

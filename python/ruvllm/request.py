@@ -78,6 +78,7 @@ _SETTINGS = {   # key: (setting, default, parse)
     "explore_rate": ("ruvllm.explore_rate", "0.05", float),
     "generation_threads": ("ruvllm.generation_threads", "1", int),
     "answer_style": ("ruvllm.answer_style", "evidence", str),
+    "default_model": ("ruvllm.default_model", "extractive", str),
     "abstain_below": ("ruvllm.abstain_below", str(DEFAULT_ABSTAIN_BELOW), float),
     "grounding_overlap": ("ruvllm.grounding_overlap", str(grounding.DEFAULT_MIN_OVERLAP), float),
     "grounding_similarity": ("ruvllm.grounding_similarity", str(grounding.DEFAULT_MIN_SIMILARITY), float),
@@ -86,8 +87,13 @@ _SETTINGS = {   # key: (setting, default, parse)
 }
 
 
+# Empty is a value of these, not "unset" (ruvllm.default_model = '': the policy's own default).
+_EMPTY_MEANS_SOMETHING = ("ruvllm.default_model",)
+
+
 def settings(plpy):
     """The settings a request reads, once per request, in one statement."""
-    values = settings_many(plpy, [name for name, _default, _parse in _SETTINGS.values()])
+    values = settings_many(plpy, [name for name, _default, _parse in _SETTINGS.values()],
+                           keep_empty=_EMPTY_MEANS_SOMETHING)
     return {key: parse(values[name] if values[name] is not None else default)
             for key, (name, default, parse) in _SETTINGS.items()}

@@ -49,6 +49,8 @@ def route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg, con
     model = decision.model_name
     if model not in names:
         model = max(probs, key=probs.get) if probs else names[0]
+    if decision.used_default:
+        model = safe_default(model, names, cfg)
     # epsilon-greedy: a share of traffic goes to a random model, so the router keeps seeing them all.
     explored = explore and len(names) > 1 and _rng.random() < cfg["explore_rate"]
     if explored:
@@ -64,6 +66,18 @@ def route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg, con
         "used_default": bool(decision.used_default),
         "model_probs": probs,
     }, x, h
+
+
+def safe_default(policy_default, names, cfg):
+    """The model of a decision the router is not confident about: ruvllm.default_model while it
+    is an enabled model (the extractive tier out of the box: on real documents it answered more
+    questions than the 135M model, invented nothing, and took a third of the time; bench/answers),
+    else the policy's own default. 0.2.0's pipeline (answer_style documents) has no evidence to
+    quote and keeps the policy's default."""
+    wanted = cfg.get("default_model")
+    if wanted and wanted in names and cfg.get("answer_style", "evidence") == "evidence":
+        return wanted
+    return policy_default
 
 
 # --- the system state ------------------------------------------------------------------------------

@@ -79,15 +79,17 @@ def setting(plpy, name, default=None):
     return default if value in (None, "") else value
 
 
-def settings_many(plpy, names):
+def settings_many(plpy, names, keep_empty=()):
     """Several settings as text in one statement (a round trip each costs ~50 us in a request):
-    {name: value or None when unset or empty}."""
+    {name: value or None when unset or empty}; a name in keep_empty, where empty means something
+    of its own, is "" when set empty."""
     names = list(names)
     rows = plpy.execute(_plan(plpy, "settings_many", """
         SELECT n, pg_catalog.current_setting(n, true) AS v FROM unnest($1::text[]) AS n""", ["text[]"]),
                         [names])
     got = {r["n"]: r["v"] for r in rows}
-    return {n: (None if got.get(n) in (None, "") else got[n]) for n in names}
+    return {n: (None if got.get(n) is None or (got[n] == "" and n not in keep_empty) else got[n])
+            for n in names}
 
 
 def read_only(plpy):

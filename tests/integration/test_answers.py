@@ -156,3 +156,36 @@ def test_the_extractive_tier_is_a_model_of_the_pool(db):
     seed(db)
     decision = scalar(db, "SELECT ruvllm_route('How do I rotate the witness log?')")["decision"]
     assert set(decision["model_probs"]) == set(names)
+
+
+def test_the_safe_default_is_the_extractive_tier_and_a_setting(db):
+    """The untrained router is never confident: its requests get ruvllm.default_model (the extractive
+    tier out of the box), a model named there, or the policy's own default (its first model)."""
+    seed(db)
+    db.execute("SET ruvllm.explore_rate = 0")
+    q = "How do I rotate the witness log?"
+    r = ask(db, q)
+    assert r["routing"]["model"] == "extractive" and r["routing"]["used_default"] is True
+    assert WITNESS_FACT in r["text"] and r["grounded"] is True
+    row = witness_rows(db, "request_id = %s", (r["request_id"],))[0]
+    assert row["model"] == "extractive" and row["used_default"] is True and row["completion_tokens"] == 0
+    assert scalar(db, "SELECT ruvllm_health()->>'default_model'") == "extractive"
+    db.execute("SET ruvllm.default_model = 'gemma-3-270m'")
+    assert ask(db, q, constraints={"max_tokens": 4})["routing"]["model"] == "gemma-3-270m"
+    db.execute("SET ruvllm.default_model = ''")
+    assert scalar(db, "SELECT ruvllm_route(%s)", (q,))["decision"]["model"] == "smollm2-135m-instruct"
+    # 0.2.0's pipeline has no evidence to quote: it keeps the policy's default.
+    db.execute("RESET ruvllm.default_model")
+    db.execute("SET ruvllm.answer_style = documents")
+    assert scalar(db, "SELECT ruvllm_route(%s)", (q,))["decision"]["model"] == "smollm2-135m-instruct"
+    db.execute("RESET ruvllm.answer_style")
+    # A name of the wrong form is refused when set; one no enabled model has is reported by
+    # ruvllm_health and leaves the policy's default in force.
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
+        db.execute("SET ruvllm.default_model = 'Extractive tier'")
+    assert "ruvllm.models" in exc.value.diag.message_hint
+    assert scalar(db, "SHOW ruvllm.default_model") == "extractive"
+    db.execute("UPDATE ruvllm.models SET enabled = false WHERE name = 'extractive'")
+    assert scalar(db, "SELECT ruvllm_route(%s)", (q,))["decision"]["model"] == "smollm2-135m-instruct"
+    warnings = scalar(db, "SELECT ruvllm_health()->'warnings'")
+    assert any("ruvllm.default_model" in w and "'extractive'" in w for w in warnings), warnings

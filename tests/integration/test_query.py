@@ -10,8 +10,10 @@ from helpers import ask, scalar, seed, witness_rows
 
 def test_two_queries_are_routed_and_answered_from_memory(db):
     seed(db)
-    # The router's own choice: an explored extractive answer would generate nothing.
+    # The router's own choice, and the policy's own default, which generates (the extractive
+    # tier, ruvllm.default_model out of the box, generates nothing; test_answers has it).
     db.execute("SET ruvllm.explore_rate = 0")
+    db.execute("SET ruvllm.default_model = ''")
     a = ask(db, "How do I rotate the witness log?")
     b = ask(db, "What is the capital of France?", constraints={"max_tokens": 24})
     for r in (a, b):
@@ -52,7 +54,8 @@ def test_row_form_returns_plain_columns(db):
 def test_route_shows_decision_and_features(db):
     seed(db)
     r = scalar(db, "SELECT ruvllm_route('How is the witness log rotated?')")
-    assert r["decision"]["model"] in ("smollm2-135m-instruct", "gemma-3-270m")
+    # The untrained router is not confident: the safe default, ruvllm.default_model.
+    assert r["decision"]["model"] == "extractive" and r["decision"]["used_default"] is True
     assert set(r["features"]) == {"query", "embedding", "search", "system"}
     assert sum(len(v) for v in r["features"].values()) >= 64
     assert r["retrieved"] >= 1
@@ -240,7 +243,7 @@ def test_backends_switch_to_a_newly_promoted_policy(db):
     seed(db)
     before = scalar(db, "SELECT ruvllm_route('What does VACUUM do?')")["decision"]
     assert before["policy_version"] == 1 and before["used_default"] is True
-    assert before["model"] == "smollm2-135m-instruct"
+    assert before["model"] == "extractive"   # ruvllm.default_model
     router = policy.initial_router(["smollm2-135m-instruct", "gemma-3-270m"], seed=1)
     # A strong bias towards the second model and the 512-token bin: confident whatever the input.
     router.params["b_model"][:] = np.array([-4.0, 4.0], dtype=np.float32)
