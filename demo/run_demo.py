@@ -85,7 +85,11 @@ def ask(conn, question):
             for span in source.get("evidence", []):
                 print(f"       evidence: {span[:110]}{'...' if len(span) > 110 else ''}")
         routing = result.get("routing", {})
-        if routing.get("model"):
+        if routing.get("model") == "extractive":
+            print("\nrouting: the extractive tier (the best evidence span, verbatim; nothing generated), "
+                  f"confidence {routing.get('confidence'):.2f}"
+                  f"{' (safe default, ruvllm.default_model: the router is not trained yet)' if routing.get('used_default') else ''}")
+        elif routing.get("model"):
             print(f"\nrouting: model {routing['model']}, context {routing.get('context_size')} tokens, "
                   f"temperature {routing.get('temperature'):.2f}, top_p {routing.get('top_p'):.2f}, "
                   f"confidence {routing.get('confidence'):.2f}"
