@@ -10,7 +10,9 @@ question of bench/answers, in about a minute a variant, without asking PostgreSQ
             dumped nodes (sentence vectors cached in a file next to the dump) and prints the share
             of extractive answers and of evidence that contain a gold answer (bench/qa_metrics),
             for all questions and for each half (even and odd positions), so a change that only
-            fits one half shows
+            fits one half shows. --unit-vectors late scores units by vectors pooled from their
+            node's one forward pass (what ingest could store, so that the request path embeds no
+            sentence), --max-embedded how many units are scored
 
 Inside the root (the checkout is /src there):
 
@@ -96,7 +98,7 @@ def dump(path):
     print(f"{len(out)} questions dumped to {path}")
 
 
-def score(path):
+def score(path, unit_vectors="embedded", max_embedded=None):
     sys.path.insert(0, str(REPO / "python"))
     import numpy as np
     import qa_metrics as M
@@ -111,13 +113,32 @@ def score(path):
             cache[t] = np.asarray(v, dtype=np.float32)
         return [cache[t] for t in texts]
 
+    late = {}
+
+    def late_vectors(prep, nodes):
+        """Each unit's vector pooled from its node's one forward pass (Embedder.span_vectors)."""
+        out = []
+        for u in prep.units:
+            content = nodes[u.node][1]
+            if content not in late:
+                units, sents = evidence.candidate_units([(0, content, 0.0)])
+                groups = [tuple(evidence.unit_pieces(x)) for x in units]
+                late[content] = dict(zip(groups, numpy_embedder.span_vectors(sents[0], groups)))
+            out.append(late[content].get(tuple(evidence.unit_pieces(u))))
+        return out
+
+    numpy_embedder = embedding.Embedder() if unit_vectors == "late" else None
     data = [d for d in json.loads(path.read_text()) if d["q"]["answerable"] and "nodes" in d]
     answers, evidences, words = [], [], []
     for d in data:
         evidence._vectors.clear()
         nodes = [(i, n["content"], n["score"]) for i, n in enumerate(d["nodes"])]
-        sel = evidence.select(d["q"]["question"], np.asarray(d["vec"], dtype=np.float32), nodes,
-                              evidence.DEFAULT_BUDGET_TOKENS, evidence.approx_tokens, embed=embed)
+        qvec = np.asarray(d["vec"], dtype=np.float32)
+        prep = evidence.candidates(d["q"]["question"], nodes,
+                                   max_embedded=max_embedded or evidence.MAX_EMBEDDED)
+        prep.score(qvec, nodes, embed, vectors=late_vectors(prep, nodes) if numpy_embedder else None)
+        sel = evidence.select(d["q"]["question"], qvec, nodes, evidence.DEFAULT_BUDGET_TOKENS,
+                              evidence.approx_tokens, embed=embed, prepared=prep)
         text = evidence.extractive_answer(sel)
         answers.append(M.contains(text, d["q"]["answers"]))
         evidences.append(M.contains(" ".join(n.text for n in sel.nodes), d["q"]["answers"]))
@@ -126,7 +147,8 @@ def score(path):
         cache_path.write_bytes(pickle.dumps(cache))
     n = len(data)
     halves = [sum(a for i, a in enumerate(answers) if i % 2 == h) for h in (0, 1)]
-    print(f"{n} answerable questions: the extractive answer contains a gold answer "
+    print(f"unit vectors {unit_vectors}, max_embedded {max_embedded or evidence.MAX_EMBEDDED}: "
+          f"{n} answerable questions: the extractive answer contains a gold answer "
           f"{sum(answers) / n:.1%} (halves {halves[0]}/{(n + 1) // 2}, {halves[1]}/{n // 2}), "
           f"the evidence {sum(evidences) / n:.1%}; answer words p50 {statistics.median(words):g}")
 
@@ -135,8 +157,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("step", choices=("dump", "score"))
     ap.add_argument("--file", type=Path, default=DUMP)
+    ap.add_argument("--unit-vectors", choices=("embedded", "late"), default="embedded",
+                    help="score: units embedded one by one (the request path today), or pooled from "
+                         "their node's one forward pass (embedding.Embedder.span_vectors)")
+    ap.add_argument("--max-embedded", type=int, help="score: units scored per question "
+                    f"(default evidence.MAX_EMBEDDED)")
     args = ap.parse_args()
-    dump(args.file) if args.step == "dump" else score(args.file)
+    dump(args.file) if args.step == "dump" else score(args.file, args.unit_vectors, args.max_embedded)
 
 
 if __name__ == "__main__":

@@ -396,6 +396,33 @@ class Embedder:
         r = self.embed([text])
         return r.vectors[0], r.token_counts[0], r.truncated[0]
 
+    def span_vectors(self, pieces: list[str], groups: list[list[int]]) -> list:
+        """Vectors of groups of a document's pieces (its sentences, in order) from one forward pass
+        over all of them: the token states of a group's pieces, mean-pooled and normalised ("late
+        chunking": each span is read in its document's context, and the document costs one pass,
+        not one per span). groups: lists of piece indices. A group with a piece that does not fit
+        in the MAX_TOKENS window gets None."""
+        encs = self._tok.encode_batch(list(pieces)) if pieces else []
+        ids, spans = [self._cls_id], []
+        for enc in encs:
+            piece = enc.ids[1:-1]   # without its own [CLS] and [SEP]
+            spans.append((len(ids), len(ids) + len(piece)))
+            ids += piece
+        ids = ids[:MAX_TOKENS - 1] + [self._sep_id]
+        if len(ids) <= 2:
+            return [None] * len(groups)
+        states = self._forward(np.asarray([ids], dtype=np.int64), None).T   # (T, hidden)
+        inside = len(ids) - 1
+        out = []
+        for group in groups:
+            rows = [r for i in group for r in range(*spans[i])]
+            if not rows or any(spans[i][1] > inside for i in group):
+                out.append(None)
+                continue
+            v = states[rows].mean(axis=0)
+            out.append(v / np.linalg.norm(v))
+        return out
+
     def _embed_ids(self, batch: list[list[int]]) -> np.ndarray:
         B = len(batch)
         T = max(len(ids) for ids in batch)

@@ -285,9 +285,16 @@ class Candidates:
     sentences: list
     ranked: list = None
 
-    def score(self, query_vec, nodes, embed=None):
-        """Scores the units (see the module docstring) and ranks them, best first."""
-        vecs = _embed_cached([u.read for u in self.units], embed or _default_embed) if self.units else []
+    def score(self, query_vec, nodes, embed=None, vectors=None):
+        """Scores the units (see the module docstring) and ranks them, best first. vectors: the
+        units' vectors where known already (a list parallel to units, None where not); the others
+        are embedded."""
+        vecs = list(vectors) if vectors is not None else [None] * len(self.units)
+        missing = [i for i, v in enumerate(vecs) if v is None]
+        if missing:
+            got = _embed_cached([self.units[i].read for i in missing], embed or _default_embed)
+            for i, v in zip(missing, got):
+                vecs[i] = v
         q = np.asarray(query_vec, dtype=np.float32)
         best_node = max((float(s) for _, _, s in nodes), default=0.0) or 1.0
         for u, v in zip(self.units, vecs):
@@ -306,7 +313,12 @@ class Candidates:
             top = self.ranked[0].score
             units = [u for i, u in enumerate(self.ranked) if i == 0 or u.score >= relative_floor * top]
         return [self.sentences[u.node][i] for u in units
-                for i in ([] if u.heading is None else [u.heading]) + list(range(u.first, u.last + 1))]
+                for i in unit_pieces(u)]
+
+
+def unit_pieces(unit):
+    """The sentence indices a unit is read from: its heading's, then its own."""
+    return ([] if unit.heading is None else [unit.heading]) + list(range(unit.first, unit.last + 1))
 
 
 def candidates(question, nodes, max_candidates=MAX_CANDIDATES, max_embedded=MAX_EMBEDDED):
@@ -344,7 +356,7 @@ def select(question, query_vec, nodes, budget_tokens, count_tokens, *, embed=Non
         if len(kept) >= max_units or (kept and u.score < relative_floor * top):
             break
         have = chosen.get(u.node, set())
-        own = ([] if u.heading is None else [u.heading]) + list(range(u.first, u.last + 1))
+        own = unit_pieces(u)
         new = [i for i in own if i not in have]
         if not new:
             continue

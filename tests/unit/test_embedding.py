@@ -288,3 +288,26 @@ def test_default_instance_is_shared(embedder, monkeypatch):
     assert E.get_embedder() is first
     vec, n, trunc = E.embed_one("hi")
     np.testing.assert_allclose(vec, embedder.embed_one("hi")[0], atol=1e-6)
+
+
+def test_span_vectors_pool_each_span_from_one_pass(embedder):
+    pieces = ["The witness log is partitioned by day.", "Old partitions are dropped.",
+              "Paris is the capital of France."]
+    whole, first, bad = embedder.span_vectors(pieces, [[0, 1, 2], [0], [0, 1]])
+    # All pieces together are the mean of every token state: the embedding of the same token
+    # sequence ([CLS] + each piece's word pieces + [SEP]), which the sentences joined by spaces
+    # tokenise to.
+    joined = embedder.embed([" ".join(pieces)]).vectors[0]
+    assert cosine(whole, joined) > 0.98
+    assert abs(np.linalg.norm(first) - 1) < 1e-5 and first.dtype == np.float32
+    # A span read in its document is close to, not equal to, the span alone.
+    alone = embedder.embed([pieces[0]]).vectors[0]
+    assert 0.8 < cosine(first, alone) < 0.9999
+    assert cosine(bad, first) < 0.9999
+
+
+def test_span_vectors_past_the_window_are_none(embedder):
+    long_piece = " ".join(["checkpoint"] * 300)
+    short, cut = embedder.span_vectors(["A short sentence.", long_piece], [[0], [1]])
+    assert short is not None and cut is None
+    assert embedder.span_vectors([], [[0]]) == [None]

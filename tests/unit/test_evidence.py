@@ -302,3 +302,24 @@ def test_the_sentences_to_count_are_known_before_selecting_and_all_it_counts():
     # The same selection as without preparing.
     again = evidence.select(q, qv, nodes, 256, words, embed=bag_embed)
     assert [u.text for u in sel.units] == [u.text for u in again.units]
+
+
+def test_units_with_known_vectors_are_not_embedded_again():
+    q = "How do I rotate the witness log?"
+    nodes = [(0, WITNESS_DOC, 1.0)]
+    prep = evidence.candidates(q, nodes)
+    known = [bag_embed([u.read])[0] for u in prep.units]
+    known[0] = None   # one is not known: only it is embedded
+
+    asked = []
+
+    def embed(texts):
+        asked.extend(texts)
+        return bag_embed(texts)
+    prep.score(bag_embed([q])[0], nodes, embed, vectors=known)
+    assert asked == [prep.units[0].read]
+    assert evidence.unit_pieces(prep.units[0]) == list(range(prep.units[0].first, prep.units[0].last + 1))
+    # The scores are those of embedding every unit.
+    evidence._vectors.clear()
+    again = evidence.candidates(q, nodes).score(bag_embed([q])[0], nodes, bag_embed)
+    assert [round(u.score, 6) for u in prep.units] == [round(u.score, 6) for u in again.units]
