@@ -9,33 +9,16 @@ import json
 import math
 import struct
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "python") not in sys.path:
-    sys.path.insert(0, str(ROOT / "python"))
-
-from ruvllm import embedding as E  # noqa: E402
-from ruvllm.errors import RuvllmError  # noqa: E402
-
-FIXTURE = ROOT / "tests" / "fixtures" / "minilm_reference.json"
+from ruvllm import embedding as E
+from ruvllm.errors import RuvllmError
 
 
 @pytest.fixture(scope="module")
-def reference():
-    return json.loads(FIXTURE.read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    try:
-        model_dir = E.find_model_dir()
-    except RuvllmError as e:
-        pytest.skip(f"all-MiniLM-L6-v2 not installed ({e.message}; {e.hint})")
-    pytest.importorskip("tokenizers", reason="the tokenizers package is not installed")
+def embedder(model_dir):
     return E.Embedder(model_dir)
 
 

@@ -5,34 +5,15 @@ Needs the model files, tokenizers and llama-cpp-python (all in the root); skips 
 """
 
 import hashlib
-import json
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "python") not in sys.path:
-    sys.path.insert(0, str(ROOT / "python"))
-
-from ruvllm import embedding as E  # noqa: E402
-from ruvllm import embedding_llama as EL  # noqa: E402
-from ruvllm import gguf  # noqa: E402
-from ruvllm.errors import RuvllmError  # noqa: E402
-
-FIXTURE = ROOT / "tests" / "fixtures" / "minilm_reference.json"
-
-
-@pytest.fixture(scope="module")
-def model_dir():
-    try:
-        path = E.find_model_dir()
-    except RuvllmError as e:
-        pytest.skip(f"all-MiniLM-L6-v2 not installed ({e.message})")
-    pytest.importorskip("tokenizers", reason="the tokenizers package is not installed")
-    return path
+from ruvllm import embedding as E
+from ruvllm import embedding_llama as EL
+from ruvllm import gguf
+from ruvllm.errors import RuvllmError
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +30,6 @@ def llama(model_dir, built):
 @pytest.fixture(scope="module")
 def numpy_embedder(model_dir):
     return E.Embedder(model_dir)
-
-
-@pytest.fixture(scope="module")
-def reference():
-    return json.loads(FIXTURE.read_text(encoding="utf-8"))
 
 
 def cosines(a, b):
