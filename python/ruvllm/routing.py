@@ -23,7 +23,10 @@ def route_request(plpy, query, vec, token_count, rows, node_vecs, pool, cfg, con
                   h_prev=None, user_frequency=0, explore=True):
     """Features → the promoted router → a decision over the enabled models, plus what it saw."""
     version, router = policy.current(plpy)
-    names = pool.names()
+    # 0.2.0's pipeline (answer_style documents) had no extractive tier: it chooses among the
+    # models that generate, exploration included.
+    names = (pool.generator_names() if cfg.get("answer_style", "evidence") != "evidence" else None) \
+        or pool.names()
     quality, latency = _model_stats(plpy)
     state = features.SystemState(
         latency_budget_ms=constraints.get("max_latency_ms"),

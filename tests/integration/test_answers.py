@@ -141,6 +141,14 @@ def test_answer_style_documents_behaves_as_0_2_0(db):
     assert row["completion_tokens"] > 0 and row["grounded"] is None and row["abstained"] is False
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         db.execute("SET ruvllm.answer_style = paragraphs")
+    # 0.2.0 had no extractive tier: neither the router nor exploration picks it here.
+    db.execute("SET ruvllm.explore_rate = 1")
+    db.execute("SET ruvllm.cache_ttl = 0")
+    picked = {ask(db, "What is the capital of France?", constraints={"max_tokens": 1})["routing"]["model"]
+              for _ in range(6)}
+    assert picked and "extractive" not in picked, picked
+    assert scalar(db, "SELECT ruvllm_route('What is the capital of France?')")["decision"]["model_probs"].keys() \
+        == {"smollm2-135m-instruct", "gemma-3-270m"}
 
 
 def test_the_extractive_tier_is_a_model_of_the_pool(db):
