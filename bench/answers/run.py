@@ -225,6 +225,9 @@ class Bench:
             "wrong": wrong / total if total else None,
             "grounded_reported": grounded_known,
             "prompt_tokens_p50": M.percentile(ptoks, 50),
+            "prompt_tokens_generated_p50": M.percentile([t for t in ptoks if t], 50),
+            "generated": sum(1 for t in ptoks if t),
+            "right": int(sum(acc)),
             "p50_ms": M.percentile(lat, 50), "p90_ms": M.percentile(lat, 90),
             "errors": sum(1 for a in answers if a["error"]),
             "models": sorted({(a["result"] or {}).get("routing", {}).get("model") for a in answers
@@ -328,7 +331,8 @@ class Bench:
         if r and d and d["accuracy"] is not None and r["accuracy"] is not None:
             x = r["accuracy"] / d["accuracy"] if d["accuracy"] else math.inf
             target(f"routed contains-accuracy ≥ {TARGET_ACC_X:.0f}× documents",
-                   f"{pc(r['accuracy'])} vs {pc(d['accuracy'])} ({x:.1f}×)", x >= TARGET_ACC_X)
+                   f"{pc(r['accuracy'])} ({r['right']}/{r['answerable']}) vs {pc(d['accuracy'])} "
+                   f"({d['right']}/{d['answerable']}): {x:.2f}×", x >= TARGET_ACC_X)
         else:
             target(f"routed contains-accuracy ≥ {TARGET_ACC_X:.0f}× documents", "routed or documents not measured", None)
         if r:
@@ -336,7 +340,12 @@ class Bench:
                    None if r["abstain_recall"] is None else r["abstain_recall"] >= TARGET_ABSTAIN)
             target(f"hallucinated ≤ {TARGET_HALLUCINATED:.0%}", pc(r["hallucinated"]),
                    r["hallucinated"] <= TARGET_HALLUCINATED)
-            target(f"prompt tokens p50 ≤ {TARGET_PROMPT_TOKENS}", num(r["prompt_tokens_p50"], ".0f"),
+            # The extractive tier has no prompt (0 tokens): the p50 of the answers a model
+            # generated is shown beside the p50 of all, which the target is about.
+            generated = r["prompt_tokens_generated_p50"]
+            target(f"prompt tokens p50 ≤ {TARGET_PROMPT_TOKENS}",
+                   f"{num(r['prompt_tokens_p50'], '.0f')} (of the {r['generated']} answers a model "
+                   f"generated: {num(generated, '.0f')})",
                    None if r["prompt_tokens_p50"] is None else r["prompt_tokens_p50"] <= TARGET_PROMPT_TOKENS)
             target(f"routed p50 latency ≤ {TARGET_P50_MS} ms ({self.args.inference})", num(r["p50_ms"], ".0f"),
                    None if r["p50_ms"] is None else r["p50_ms"] <= TARGET_P50_MS)
