@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from . import embedding, errors, fusion, graph, lexical, tenancy, textutil
+from . import embedding, errors, fusion, graph, lexical, native, tenancy, textutil
 from .sqlglue import planner, read_only, setting, vector_from_send, vector_literal, vector_send
 
 NODE_TYPES = ("Query", "Document", "AgentStep", "Fact", "QAPair", "Concept")
@@ -568,12 +568,32 @@ def _expand(plpy, results, candidates, own, hops, query_bytes, tenant, params):
             frontier[row["gid"]] = row["score"]
 
 
+# Most searches return fewer nodes; more go in one queue entry each this many (an entry is at
+# most 256 KB, ~16K ids).
+ACCESS_IDS_PER_ENTRY = 1000
+
+
 def touch_accessed(plpy, ids, transaction_read_only=None):
-    """Record when nodes were last served; skipped where the transaction cannot write (a standby)."""
+    """Record when nodes were last served; skipped where the transaction cannot write (a standby,
+    BEGIN READ ONLY).
+
+    The ids go to the witness queue, and its background writer upserts ruvllm.node_access with its
+    next batch (extension/witness_queue.c): no statement and no row lock in this request, and the
+    record survives the caller's rollback, as the witness row of the same request does (the nodes
+    were served either way). Where the queue refuses them (ruvllm.witness_async off, the queue full,
+    no writer can start), they are upserted here, in the caller's transaction, as before."""
     if not ids:
         return
     if transaction_read_only if transaction_read_only is not None else read_only(plpy):
         return
+    refused = []
+    for start in range(0, len(ids), ACCESS_IDS_PER_ENTRY):
+        part = ids[start:start + ACCESS_IDS_PER_ENTRY]
+        if native.submit_access(plpy, part) != native.QUEUED:
+            refused.extend(part)
+    if not refused:
+        return
+    ids = refused
     # Not an UPDATE of ruvllm.nodes: that re-inserts the row into the HNSW index (see the table).
     # The row locks this takes last until the caller commits, i.e. past generation: a concurrent
     # request serving the same nodes skips the ones locked (it is touching them now, too) instead
