@@ -1070,7 +1070,8 @@ take_batch(WitnessBatch *b)
  */
 static const char *const access_upsert_sql =
 	"WITH a AS (SELECT u.i AS node_id, pg_catalog.max(u.t) AS at, pg_catalog.count(*) AS n "
-	"             FROM pg_catalog.unnest($1::pg_catalog.uuid[], $2::pg_catalog.timestamptz[]) AS u(i, t) "
+	"             FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), "
+	"                            pg_catalog.unnest($2::pg_catalog.timestamptz[])) AS u(i, t) "
 	"            WHERE EXISTS (SELECT FROM ruvllm.nodes n WHERE n.id OPERATOR(pg_catalog.=) u.i) "
 	"            GROUP BY u.i), "
 	"free AS (SELECT x.node_id FROM ruvllm.node_access x JOIN a ON x.node_id OPERATOR(pg_catalog.=) a.node_id "
