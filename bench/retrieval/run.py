@@ -50,6 +50,17 @@ MODES = (("dense h0", "dense", 0), ("dense h2", "dense", 2), ("lexical", "lexica
          ("hybrid h0", "hybrid", 0), ("hybrid h2", "hybrid", 2))
 SCALES = {"small": dict(questions=40, sizes=(10_000,)),
           "default": dict(questions=None, sizes=(10_000, 100_000))}
+# The previous implementations, kept switchable, timed again in the same run (without the
+# embedding, on the hybrid searches): (name, what it is, statements before, statements after).
+_HOPS = "DO $$ from ruvllm import memory; memory.HOPS_IN_ONE_STATEMENT = {} $$ LANGUAGE plpython3u"
+VARIANTS = (("access sync", "access recorded in the request (`ruvllm.witness_async = off`: the "
+             "node_access upsert in the caller's statement, as before the queue took it)",
+             "SET ruvllm.witness_async = off", "RESET ruvllm.witness_async"),
+            ("a statement a hop", "the graph walked one statement a hop (`memory.HOPS_IN_ONE_STATEMENT = "
+             "False`), not both hops in one", _HOPS.format(False), _HOPS.format(True)),
+            ("both as before", "both of the above", "SET ruvllm.witness_async = off; " + _HOPS.format(False),
+             "RESET ruvllm.witness_async; " + _HOPS.format(True)))
+VARIANT_MODES = ("hybrid h0", "hybrid h2")
 TARGET_RECALL_X = 1.3
 TARGET_P50_MS = 10.0
 MIX, NOISE, CHAIN_LINKS = 0.3, 0.3, 3   # as bench/query's synthetic memories
@@ -286,6 +297,22 @@ class Bench:
                 out[name].update(search_p50=M.percentile(ms, 50), search_p99=M.percentile(ms, 99))
             log(f"{size}: {name} p50 {out[name]['p50']:.1f} ms, without the embedding "
                 f"{out[name].get('search_p50', float('nan')):.1f} ms")
+        if self.has_modes:
+            timed = "SELECT bench.timed_search_vector(%s, ruvllm_embed(%s), %s, %s, %s)"
+            for variant, _what, before, after in VARIANTS:
+                conn.execute(before)
+                try:
+                    for name, mode, hops in MODES:
+                        if name not in VARIANT_MODES or why[name]:
+                            continue
+                        conn.execute(timed, (self.questions[0]["question"],) * 2 + (K, hops, mode))
+                        ms = [conn.execute(timed, (q["question"],) * 2 + (K, hops, mode)).fetchone()[0]
+                              for q in self.questions]
+                        out[name][variant] = {"p50": M.percentile(ms, 50), "p99": M.percentile(ms, 99)}
+                        log(f"{size}: {name} with {variant}, without the embedding "
+                            f"p50 {out[name][variant]['p50']:.1f} ms")
+                finally:
+                    conn.execute(after)
         self.latency[size] = out
 
     def run(self):
@@ -354,6 +381,24 @@ class Bench:
                 cells.append(f"{v['search_p50']:.1f} | {v['search_p99']:.1f}"
                              if isinstance(v, dict) and "search_p50" in v else "n/a | n/a")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        if any(isinstance(self.latency.get(s, {}).get(n), dict) and v in self.latency[s][n]
+               for s in self.sizes for n in VARIANT_MODES for v, *_ in VARIANTS):
+            lines += ["", "The previous implementations in the same run (ms, without the embedding; "
+                      "this build's row first):", ""]
+            for variant, what, *_ in VARIANTS:
+                lines.append(f"- {variant}: {what}")
+            lines += ["", "| mode | " + " | ".join(f"{s // 1000}K p50 | {s // 1000}K p99" for s in self.sizes) + " |",
+                      "| --- |" + " --- | --- |" * len(self.sizes)]
+            for name in VARIANT_MODES:
+                for variant in (None,) + tuple(v for v, *_ in VARIANTS):
+                    cells = []
+                    for s in self.sizes:
+                        v = self.latency.get(s, {}).get(name)
+                        v = v if variant is None or not isinstance(v, dict) else v.get(variant)
+                        key = "search_" if variant is None else ""
+                        cells.append(f"{v[key + 'p50']:.1f} | {v[key + 'p99']:.1f}"
+                                     if isinstance(v, dict) and key + "p50" in v else "n/a | n/a")
+                    lines.append(f"| {name}{'' if variant is None else ', ' + variant} | " + " | ".join(cells) + " |")
         lines += ["", "Targets (issue 15):", "", "| target | measured | |", "| --- | --- | --- |"]
         d = self.quality.get("dense h0")
         hybrids = [self.quality[n] for n in ("hybrid h0", "hybrid h2") if isinstance(self.quality.get(n), dict)]
