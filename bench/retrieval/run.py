@@ -298,21 +298,27 @@ class Bench:
             log(f"{size}: {name} p50 {out[name]['p50']:.1f} ms, without the embedding "
                 f"{out[name].get('search_p50', float('nan')):.1f} ms")
         if self.has_modes:
+            # Interleaved: each question is searched by this build and then by each variant, so
+            # load that comes and goes on a shared machine weighs on all of them alike.
             timed = "SELECT bench.timed_search_vector(%s, ruvllm_embed(%s), %s, %s, %s)"
-            for variant, _what, before, after in VARIANTS:
-                conn.execute(before)
-                try:
-                    for name, mode, hops in MODES:
-                        if name not in VARIANT_MODES or why[name]:
-                            continue
-                        conn.execute(timed, (self.questions[0]["question"],) * 2 + (K, hops, mode))
-                        ms = [conn.execute(timed, (q["question"],) * 2 + (K, hops, mode)).fetchone()[0]
-                              for q in self.questions]
-                        out[name][variant] = {"p50": M.percentile(ms, 50), "p99": M.percentile(ms, 99)}
-                        log(f"{size}: {name} with {variant}, without the embedding "
-                            f"p50 {out[name][variant]['p50']:.1f} ms")
-                finally:
-                    conn.execute(after)
+            for name, mode, hops in MODES:
+                if name not in VARIANT_MODES or why[name]:
+                    continue
+                runs = {v: [] for v in ("this build",) + tuple(v for v, *_ in VARIANTS)}
+                for q in [self.questions[0]] + self.questions:
+                    for variant, _what, before, after in (("this build", "", None, None),) + VARIANTS:
+                        if before:
+                            conn.execute(before)
+                        try:
+                            runs[variant].append(conn.execute(timed, (q["question"],) * 2 + (K, hops, mode)).fetchone()[0])
+                        finally:
+                            if after:
+                                conn.execute(after)
+                for variant, ms in runs.items():
+                    ms = ms[1:]   # the first question twice: a warm-up
+                    out[name][variant] = {"p50": M.percentile(ms, 50), "p99": M.percentile(ms, 99)}
+                    log(f"{size}: {name}, {variant} (interleaved), without the embedding "
+                        f"p50 {out[name][variant]['p50']:.1f} ms")
         self.latency[size] = out
 
     def run(self):
@@ -381,24 +387,23 @@ class Bench:
                 cells.append(f"{v['search_p50']:.1f} | {v['search_p99']:.1f}"
                              if isinstance(v, dict) and "search_p50" in v else "n/a | n/a")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        if any(isinstance(self.latency.get(s, {}).get(n), dict) and v in self.latency[s][n]
-               for s in self.sizes for n in VARIANT_MODES for v, *_ in VARIANTS):
+        if any(isinstance(self.latency.get(s, {}).get(n), dict) and "this build" in self.latency[s][n]
+               for s in self.sizes for n in VARIANT_MODES):
             lines += ["", "The previous implementations in the same run (ms, without the embedding; "
-                      "this build's row first):", ""]
+                      "interleaved: each question searched by this build, then by each variant in turn, "
+                      "so this build's row differs a little from the table above):", ""]
             for variant, what, *_ in VARIANTS:
                 lines.append(f"- {variant}: {what}")
             lines += ["", "| mode | " + " | ".join(f"{s // 1000}K p50 | {s // 1000}K p99" for s in self.sizes) + " |",
                       "| --- |" + " --- | --- |" * len(self.sizes)]
             for name in VARIANT_MODES:
-                for variant in (None,) + tuple(v for v, *_ in VARIANTS):
+                for variant in ("this build",) + tuple(v for v, *_ in VARIANTS):
                     cells = []
                     for s in self.sizes:
                         v = self.latency.get(s, {}).get(name)
-                        v = v if variant is None or not isinstance(v, dict) else v.get(variant)
-                        key = "search_" if variant is None else ""
-                        cells.append(f"{v[key + 'p50']:.1f} | {v[key + 'p99']:.1f}"
-                                     if isinstance(v, dict) and key + "p50" in v else "n/a | n/a")
-                    lines.append(f"| {name}{'' if variant is None else ', ' + variant} | " + " | ".join(cells) + " |")
+                        v = v.get(variant) if isinstance(v, dict) else None
+                        cells.append(f"{v['p50']:.1f} | {v['p99']:.1f}" if isinstance(v, dict) else "n/a | n/a")
+                    lines.append(f"| {name}, {variant} | " + " | ".join(cells) + " |")
         lines += ["", "Targets (issue 15):", "", "| target | measured | |", "| --- | --- | --- |"]
         d = self.quality.get("dense h0")
         hybrids = [self.quality[n] for n in ("hybrid h0", "hybrid h2") if isinstance(self.quality.get(n), dict)]
