@@ -479,6 +479,8 @@ GRANT EXECUTE ON FUNCTION ruvllm._witness_queue_stats() TO ruvllm_admin;
 GRANT ALL ON ruvllm.witness_writer_state TO ruvllm_admin;
 -- Dumped, so a restored database knows what the writer had committed when the dump was taken.
 SELECT pg_catalog.pg_extension_config_dump('ruvllm.witness_writer_state', '');
+-- Searches queue their access records for the witness writer.
+COMMENT ON TABLE ruvllm.node_access IS 'When searches last returned each memory node, and how often; written by the witness writer from the searches'' queued access records (in the search''s own transaction when the queue refuses them); the deep loop copies last_accessed into ruvllm.nodes.';
 -- The flush waits on the ring's byte positions: searches queue access records there too.
 CREATE OR REPLACE FUNCTION public.ruvllm_witness_flush(timeout_ms integer DEFAULT 5000) RETURNS boolean
 LANGUAGE plpgsql

@@ -355,7 +355,7 @@ CREATE TABLE ruvllm.node_access (
     last_accessed  timestamptz NOT NULL,
     hits           bigint NOT NULL DEFAULT 1
 );
-COMMENT ON TABLE ruvllm.node_access IS 'When searches last returned each memory node, and how often; the deep loop copies last_accessed into ruvllm.nodes.';
+COMMENT ON TABLE ruvllm.node_access IS 'When searches last returned each memory node, and how often; written by the witness writer from the searches'' queued access records (in the search''s own transaction when the queue refuses them); the deep loop copies last_accessed into ruvllm.nodes.';
 COMMENT ON COLUMN ruvllm.node_access.node_id IS 'The memory node.';
 COMMENT ON COLUMN ruvllm.node_access.last_accessed IS 'When a search last returned it.';
 COMMENT ON COLUMN ruvllm.node_access.hits IS 'How many searches returned it.';
