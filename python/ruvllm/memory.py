@@ -516,9 +516,10 @@ def search_vector(plpy, query_vec, k=10, hops=2, tenant=None, query=None, mode="
 
 
 # The first two hops in one statement (the nodes one hop away, then the edges at them) instead of a
-# statement a hop. Off: it measured slower, not faster (bench/retrieval times both in one run; 1.5K
-# nodes: 18.4 against 16.7 ms p50; bench/retrieval at 100K: 8.2 against 8.0), as the round trip it saves is cheap next
-# to what a hop does. Kept, switchable, so the comparison can be run again.
+# statement a hop. Off: it measured slower, not faster (2 hops, hybrid, p50: 8.2 against 8.0 ms at
+# 100K nodes in bench/retrieval, which times both in one run; 18.4 against 16.7 ms on a denser
+# graph of 1.5K nodes), as the round trip it saves is cheap next to what a hop does. Kept,
+# switchable, so the comparison can be run again.
 HOPS_IN_ONE_STATEMENT = False
 
 
