@@ -307,8 +307,8 @@ _PG_init(void)
 							NULL, &ruvllm_cache_ttl, 3600, 0, 30 * 86400, PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("ruvllm.witness_async",
-							 "Queue witness rows for the background writer, so they survive the caller's rollback and a failed call.",
-							 "Off: rows are written in the caller's transaction and roll back with it.",
+							 "Queue witness rows and searches' access records for the background writer, so they survive the caller's rollback and a failed call.",
+							 "Off: they are written in the caller's transaction and roll back with it.",
 							 &ruvllm_witness_async, true, PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ruvllm.witness_writer_idle",
 							"Seconds a witness writer waits for rows before it exits and releases its connection.",

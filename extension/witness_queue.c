@@ -29,6 +29,15 @@
  *
  * Rows come from ruvllm's own Python through ruvllm_witness_submit, a C entry point that is not an
  * SQL function (see "The pipeline's entry points" below): users cannot write the witness log.
+ *
+ * The same rings carry access records (ruvllm_access_submit): the ids of the nodes a search
+ * returned, with the time of the searching transaction, which the writer upserts into
+ * ruvllm.node_access with its next batch. That takes the upsert, and its row locks held to the
+ * caller's commit, off the request. They are entries of another kind (ACCESS_ENTRY_MAGIC), not
+ * rows: the witness counters (queued, written, lost, ...) count witness rows only. An access
+ * record is only queued when the ring's writer is known to read them (writer_reads_access, or a
+ * writer about to start, which loads the installed library); otherwise, like a refused witness
+ * row, it is written in the caller's transaction (python/ruvllm/memory.py).
  */
 #include "postgres.h"
 
@@ -83,8 +92,11 @@
 #define WITNESS_FILE_MAGIC UINT64CONST(0x72756c6c6d577131)
 #define WITNESS_FILE_VERSION 1
 #define WITNESS_ENTRY_MAGIC 0x52565731	/* "RVW1" */
+/* An access record: a TimestampTz, then the nodes' ids (16 bytes each). */
+#define ACCESS_ENTRY_MAGIC 0x52564131	/* "RVA1" */
+#define ACCESS_ID_BYTES 16
 
-/* Each row in a ring: this header, then len bytes of JSON. */
+/* Each row in a ring: this header, then len bytes of JSON (or of an access record). */
 typedef struct WitnessEntry
 {
 	uint32		magic;
@@ -110,6 +122,14 @@ typedef struct WitnessRing
 	int			writer_procno;	/* -1: no writer running */
 	pid_t		writer_pid;
 	bool		writer_starting;	/* a backend has registered a writer that has not attached yet */
+
+	/*
+	 * The attached writer reads access records. A library older than them takes one for a corrupt
+	 * entry (and gives up the rows after it), so an older writer still running after an upgrade
+	 * must never be sent one. Placed where writer_starting's padding was: the layout, which
+	 * processes of both libraries share until the server restarts, stays the same.
+	 */
+	bool		writer_reads_access;
 	TimestampTz starting_since;
 
 	char		buf[WITNESS_RING_BYTES];
@@ -207,35 +227,49 @@ ring_write(WitnessRing *r, uint64 at, const char *data, uint32 len)
 		memcpy(r->buf, data + first, len - first);
 }
 
+static bool
+access_len_ok(uint32 len)
+{
+	return len > sizeof(TimestampTz) && (len - sizeof(TimestampTz)) % ACCESS_ID_BYTES == 0;
+}
+
 /*
- * Whether a whole, well-formed entry starts at byte at, below end; its payload length in *len.
- * Nothing is ever read past end: a length that does not fit is an invalid entry.
+ * Whether a whole, well-formed entry starts at byte at, below end; its payload length in *len,
+ * and in *access whether it is an access record rather than a witness row. Nothing is ever read
+ * past end: a length that does not fit is an invalid entry.
  */
 static bool
-entry_at(WitnessRing *r, uint64 at, uint64 end, uint32 *len)
+entry_at(WitnessRing *r, uint64 at, uint64 end, uint32 *len, bool *access)
 {
 	WitnessEntry e;
 
 	*len = 0;
+	*access = false;
 	if (end - at < sizeof(WitnessEntry))
 		return false;
 	ring_read(r, at, (char *) &e, sizeof(WitnessEntry));
 	*len = e.len;
-	return e.magic == WITNESS_ENTRY_MAGIC && e.len > 0 && e.len <= WITNESS_MAX_ROW_BYTES &&
-		e.len <= end - at - sizeof(WitnessEntry);
+	*access = e.magic == ACCESS_ENTRY_MAGIC;
+	return (e.magic == WITNESS_ENTRY_MAGIC || (*access && access_len_ok(e.len))) &&
+		e.len > 0 && e.len <= WITNESS_MAX_ROW_BYTES && e.len <= end - at - sizeof(WitnessEntry);
 }
 
-/* Counts the whole entries from byte from up to to; *valid_end gets where the last one ends. */
+/*
+ * Counts the witness rows among the whole entries from byte from up to to; *valid_end gets where
+ * the last entry ends.
+ */
 static uint64
 count_entries(WitnessRing *r, uint64 from, uint64 to, uint64 *valid_end)
 {
 	uint64		n = 0;
 	uint32		len;
+	bool		access;
 
-	while (entry_at(r, from, to, &len))
+	while (entry_at(r, from, to, &len, &access))
 	{
 		from += sizeof(WitnessEntry) + len;
-		n++;
+		if (!access)
+			n++;
 	}
 	*valid_end = from;
 	return n;
@@ -283,6 +317,7 @@ witness_shared_init(void *ptr)
 		r->writer_procno = -1;
 		r->writer_pid = 0;
 		r->writer_starting = false;
+		r->writer_reads_access = false;
 		r->recovered = 0;
 		if (r->dboid == InvalidOid)
 			continue;
@@ -373,6 +408,7 @@ witness_ring(Oid dboid, bool create)
 		r->writer_procno = -1;
 		r->writer_pid = 0;
 		r->writer_starting = false;
+		r->writer_reads_access = false;
 		pg_write_barrier();
 		r->dboid = dboid;
 		return r;
@@ -500,18 +536,18 @@ stamp_bound_tenant(text *row)
 }
 
 /*
- * Puts a (stamped) row into this database's ring: true when it is queued for the writer, false
- * when the caller must write it itself.
+ * Puts an entry (a stamped witness row, or an access record) into this database's ring: true when
+ * it is queued for the writer, false when the caller must write it itself.
  *
- * The writer is registered before the row goes in: a row is never put in and then taken out
- * again, as taking it out could cut another backend's row.
+ * The writer is registered before the entry goes in: an entry is never put in and then taken out
+ * again, as taking it out could cut another backend's.
  */
 static bool
-enqueue_row(text *row)
+enqueue_entry(uint32 magic, const char *data, uint32 len)
 {
-	uint32		len = VARSIZE_ANY_EXHDR(row);
 	WitnessRing *r;
 	bool		queued = false;
+	bool		access = magic == ACCESS_ENTRY_MAGIC;
 	int			procno = -1;
 
 	if (!ruvllm_witness_async || len == 0 || len > WITNESS_MAX_ROW_BYTES)
@@ -527,22 +563,31 @@ enqueue_row(text *row)
 		LWLockAcquire(witness_lock, LW_EXCLUSIVE);
 		r = witness_ring(MyDatabaseId, true);
 		alive = r != NULL && writer_alive(r);
+		if (alive && access && !(r->writer_procno >= 0 ? r->writer_reads_access : r->writer_starting))
+		{
+			/* An older library's writer is draining this ring (see writer_reads_access). */
+			LWLockRelease(witness_lock);
+			return false;
+		}
 		if (alive)
 		{
 			if (WITNESS_RING_BYTES - (r->head - r->tail) >= len + sizeof(WitnessEntry))
 			{
-				WitnessEntry e = {WITNESS_ENTRY_MAGIC, len};
+				WitnessEntry e = {magic, len};
 
 				ring_write(r, r->head, (const char *) &e, sizeof(e));
-				ring_write(r, r->head + sizeof(e), VARDATA_ANY(row), len);
+				ring_write(r, r->head + sizeof(e), data, len);
 				/* The row counts once it is whole: a process killed mid-copy leaves no torn row. */
 				pg_write_barrier();
 				r->head += sizeof(e) + len;
-				r->queued++;
-				r->last_enqueued_at = GetCurrentTimestamp();
+				if (!access)
+				{
+					r->queued++;
+					r->last_enqueued_at = GetCurrentTimestamp();
+				}
 				queued = true;
 			}
-			else
+			else if (!access)
 				r->rejected++;
 			procno = r->writer_procno;
 		}
@@ -574,7 +619,8 @@ ruvllm_witness_enqueue(PG_FUNCTION_ARGS)
 
 	if (!ruvllm_witness_async || len == 0 || len > WITNESS_MAX_ROW_BYTES)
 		PG_RETURN_BOOL(false);
-	PG_RETURN_BOOL(enqueue_row(stamp_bound_tenant(row)));
+	row = stamp_bound_tenant(row);
+	PG_RETURN_BOOL(enqueue_entry(WITNESS_ENTRY_MAGIC, VARDATA_ANY(row), VARSIZE_ANY_EXHDR(row)));
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -597,9 +643,12 @@ ruvllm_witness_enqueue(PG_FUNCTION_ARGS)
 #define WITNESS_SUBMIT_QUEUED 1
 #define WITNESS_SUBMIT_WRITTEN 2
 #define WITNESS_SUBMIT_DROPPED 3
+/* An access record the queue refused: the caller writes it itself. */
+#define WITNESS_SUBMIT_NOT_QUEUED 0
 
 PGDLLEXPORT int ruvllm_witness_submit(const char *json, size_t len);
 PGDLLEXPORT int ruvllm_witness_rate(const char *json, size_t len);
+PGDLLEXPORT int ruvllm_access_submit(const char *ids, size_t len);
 PGDLLEXPORT const char *ruvllm_witness_error(void);
 PGDLLEXPORT const char *ruvllm_witness_error_sqlstate(void);
 
@@ -689,12 +738,38 @@ submit_row(text *row)
 	Datum		one;
 
 	row = stamp_bound_tenant(row);
-	if (enqueue_row(row))
+	if (enqueue_entry(WITNESS_ENTRY_MAGIC, VARDATA_ANY(row), VARSIZE_ANY_EXHDR(row)))
 		return WITNESS_SUBMIT_QUEUED;
 	one = PointerGetDatum(row);
 	args[0] = PointerGetDatum(construct_array_builtin(&one, 1, TEXTOID));
 	return run_as_owner("SELECT ruvllm._witness_write($1)", 1, argtypes, args) > 0 ?
 		WITNESS_SUBMIT_WRITTEN : WITNESS_SUBMIT_DROPPED;
+}
+
+/*
+ * An access record of the nodes (16-byte ids, one after another) a search of this transaction
+ * returned, stamped with the transaction's start (now(), as the synchronous upsert has it).
+ * The ids come from ruvllm's search, never from a user: no SQL function reaches this.
+ */
+static int
+submit_access(text *ids)
+{
+	uint32		len = VARSIZE_ANY_EXHDR(ids);
+	TimestampTz at = GetCurrentTransactionStartTimestamp();
+	char	   *entry;
+	bool		queued;
+
+	if (len == 0 || len % ACCESS_ID_BYTES != 0 || len > WITNESS_MAX_ROW_BYTES - sizeof(at))
+	{
+		set_submit_error("22023", "ruvllm: an access record is a non-empty list of node ids that fits the queue");
+		return WITNESS_SUBMIT_FAILED;
+	}
+	entry = palloc(sizeof(at) + len);
+	memcpy(entry, &at, sizeof(at));
+	memcpy(entry + sizeof(at), VARDATA_ANY(ids), len);
+	queued = enqueue_entry(ACCESS_ENTRY_MAGIC, entry, sizeof(at) + len);
+	pfree(entry);
+	return queued ? WITNESS_SUBMIT_QUEUED : WITNESS_SUBMIT_NOT_QUEUED;
 }
 
 /* Feedback on a row of the caller's tenant; returns how many rows it changed (0 or 1). */
@@ -783,6 +858,17 @@ ruvllm_witness_submit(const char *json, size_t len)
 }
 
 /*
+ * An access record (node ids, 16 bytes each) from the search: WITNESS_SUBMIT_QUEUED, or
+ * _NOT_QUEUED when the caller must upsert ruvllm.node_access itself (ruvllm.witness_async off,
+ * the ring full, no writer that reads access records), or _FAILED.
+ */
+int
+ruvllm_access_submit(const char *ids, size_t len)
+{
+	return run_guarded(submit_access, ids, len);
+}
+
+/*
  * A rating onto a witness row of the caller's tenant: JSON with request_id, created_at, rating,
  * correction and quality (null: unchanged). Returns the rows changed (0 or 1), or _FAILED.
  */
@@ -796,15 +882,16 @@ PG_FUNCTION_INFO_V1(ruvllm_witness_queue_stats);
 
 /*
  * ruvllm._witness_queue_stats() → this database's queue: what ruvllm_witness_flush waits on and
- * ruvllm_health reports. Rows waiting without a writer (kept across a restart) get one started.
+ * ruvllm_health reports (the counters count witness rows; the byte positions cover access records
+ * too). Rows waiting without a writer (kept across a restart) get one started.
  * Columns past those the SQL declares are left out, so an older SQL definition still works.
  */
 Datum
 ruvllm_witness_queue_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[12] = {0};
-	bool		nulls[12] = {0};
+	Datum		values[14] = {0};
+	bool		nulls[14] = {0};
 	WitnessRing *r = NULL;
 	bool		pending = false;
 
@@ -837,6 +924,9 @@ ruvllm_witness_queue_stats(PG_FUNCTION_ARGS)
 			values[10] = TimestampTzGetDatum(r->last_written_at);
 			nulls[10] = r->last_written_at == 0;
 			values[11] = TimestampTzGetDatum(witness_file->server_started_at);
+			/* Byte positions: ruvllm_witness_flush waits for access records with them. */
+			values[12] = Int64GetDatum((int64) r->head);
+			values[13] = Int64GetDatum((int64) r->tail);
 			pending = r->head != r->tail && !writer;
 		}
 		LWLockRelease(witness_lock);
@@ -860,11 +950,14 @@ ruvllm_witness_queue_stats(PG_FUNCTION_ARGS)
 static WitnessRing *writer_ring = NULL;
 static uint64 writer_generation = 0;
 
-/* A batch taken from the ring: rows between the ring's tail and end. */
+/* A batch taken from the ring: rows and access records between the ring's tail and end. */
 typedef struct WitnessBatch
 {
 	Datum		rows;			/* text[] */
-	int			n;
+	int			n;				/* witness rows */
+	int			n_access;		/* node ids of the access records, in access_ids and access_at */
+	Datum		access_ids;		/* uuid[] */
+	Datum		access_at;		/* timestamptz[]: each id's search time */
 	uint64		end;			/* the ring's tail once the batch is done */
 	uint64		queued;			/* the ring's queued count when the batch was taken */
 	uint64		corrupt_rows;	/* rows given up with a corrupt entry */
@@ -881,6 +974,7 @@ writer_detach(int code, Datum arg)
 	{
 		writer_ring->writer_procno = -1;
 		writer_ring->writer_pid = 0;
+		writer_ring->writer_reads_access = false;
 	}
 	LWLockRelease(witness_lock);
 }
@@ -895,6 +989,10 @@ static void
 take_batch(WitnessBatch *b)
 {
 	Datum	   *rows = palloc(sizeof(Datum) * WITNESS_BATCH);
+	int			ids_room = 256;
+	Datum	   *ids = palloc(sizeof(Datum) * ids_room);
+	Datum	   *ats = palloc(sizeof(Datum) * ids_room);
+	int			entries = 0;
 	uint64		pos;
 	uint64		head;
 
@@ -903,12 +1001,13 @@ take_batch(WitnessBatch *b)
 	pos = writer_ring->tail;
 	head = writer_ring->head;
 	b->queued = writer_ring->queued;
-	while (b->n < WITNESS_BATCH && pos != head)
+	while (entries < WITNESS_BATCH && pos != head)
 	{
 		uint32		len;
+		bool		access;
 		text	   *t;
 
-		if (!entry_at(writer_ring, pos, head, &len))
+		if (!entry_at(writer_ring, pos, head, &len, &access))
 		{
 			b->corrupt_rows = (writer_ring->queued - writer_ring->written) - b->n;
 			ereport(LOG,
@@ -918,16 +1017,112 @@ take_batch(WitnessBatch *b)
 			pos = head;
 			break;
 		}
-		t = (text *) palloc(len + VARHDRSZ);
-		SET_VARSIZE(t, len + VARHDRSZ);
-		ring_read(writer_ring, pos + sizeof(WitnessEntry), VARDATA(t), len);
-		rows[b->n++] = PointerGetDatum(t);
+		entries++;
+		if (access)
+		{
+			TimestampTz at;
+			int			n = (len - sizeof(at)) / ACCESS_ID_BYTES;
+			char	   *id_bytes = palloc(len - sizeof(at));
+
+			ring_read(writer_ring, pos + sizeof(WitnessEntry), (char *) &at, sizeof(at));
+			ring_read(writer_ring, pos + sizeof(WitnessEntry) + sizeof(at), id_bytes, len - sizeof(at));
+			if (b->n_access + n > ids_room)
+			{
+				ids_room = Max(ids_room * 2, b->n_access + n);
+				ids = repalloc(ids, sizeof(Datum) * ids_room);
+				ats = repalloc(ats, sizeof(Datum) * ids_room);
+			}
+			for (int i = 0; i < n; i++)
+			{
+				ids[b->n_access] = PointerGetDatum(id_bytes + i * ACCESS_ID_BYTES);
+				ats[b->n_access++] = TimestampTzGetDatum(at);
+			}
+		}
+		else
+		{
+			t = (text *) palloc(len + VARHDRSZ);
+			SET_VARSIZE(t, len + VARHDRSZ);
+			ring_read(writer_ring, pos + sizeof(WitnessEntry), VARDATA(t), len);
+			rows[b->n++] = PointerGetDatum(t);
+		}
 		pos += sizeof(WitnessEntry) + len;
 	}
 	LWLockRelease(witness_lock);
 	b->end = pos;
 	if (b->n > 0)
 		b->rows = PointerGetDatum(construct_array_builtin(rows, b->n, TEXTOID));
+	if (b->n_access > 0)
+	{
+		/* uuid: 16 bytes by reference, char-aligned; timestamptz: an int64 (pg_type). */
+		b->access_ids = PointerGetDatum(construct_array(ids, b->n_access, UUIDOID, ACCESS_ID_BYTES,
+														false, TYPALIGN_CHAR));
+		b->access_at = PointerGetDatum(construct_array(ats, b->n_access, TIMESTAMPTZOID,
+													   sizeof(TimestampTz), FLOAT8PASSBYVAL,
+													   TYPALIGN_DOUBLE));
+	}
+}
+
+/*
+ * The access records' upsert: as python/ruvllm/memory.py's synchronous one (rows another
+ * transaction holds are skipped, not waited for: it is touching them now, too; first accesses are
+ * inserted in id order), with one hit per record that names a node and the latest time. Nodes
+ * deleted since their search are left out. The writer is superuser: past row-level security.
+ */
+static const char *const access_upsert_sql =
+	"WITH a AS (SELECT u.i AS node_id, pg_catalog.max(u.t) AS at, pg_catalog.count(*) AS n "
+	"             FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), "
+	"                            pg_catalog.unnest($2::pg_catalog.timestamptz[])) AS u(i, t) "
+	"            WHERE EXISTS (SELECT FROM ruvllm.nodes n WHERE n.id OPERATOR(pg_catalog.=) u.i) "
+	"            GROUP BY u.i), "
+	"free AS (SELECT x.node_id FROM ruvllm.node_access x JOIN a ON x.node_id OPERATOR(pg_catalog.=) a.node_id "
+	"          ORDER BY x.node_id FOR UPDATE OF x SKIP LOCKED), "
+	"touched AS (UPDATE ruvllm.node_access x "
+	"               SET last_accessed = GREATEST(x.last_accessed, a.at), hits = x.hits OPERATOR(pg_catalog.+) a.n "
+	"              FROM free JOIN a ON a.node_id OPERATOR(pg_catalog.=) free.node_id "
+	"             WHERE x.node_id OPERATOR(pg_catalog.=) free.node_id RETURNING x.node_id) "
+	"INSERT INTO ruvllm.node_access (node_id, last_accessed, hits) "
+	"SELECT a.node_id, a.at, a.n FROM a "
+	" WHERE NOT EXISTS (SELECT FROM ruvllm.node_access x WHERE x.node_id OPERATOR(pg_catalog.=) a.node_id) "
+	" ORDER BY a.node_id "
+	"ON CONFLICT (node_id) DO NOTHING";
+
+/*
+ * Upserts the batch's access records in a subtransaction: if that fails, the accesses are given
+ * up (and logged), not the witness rows of the same batch.
+ */
+static void
+write_access(WitnessBatch *b)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[2] = {b->access_ids, b->access_at};
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		ruvllm_spi_check(SPI_execute_with_args(access_upsert_sql, 2, argtypes, args, NULL, false, 0),
+						 SPI_OK_INSERT, "upserting ruvllm.node_access");
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		ereport(LOG, (errmsg("ruvllm witness writer: %d node accesses not recorded: %s",
+							 b->n_access, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
 }
 
 static bool
@@ -977,6 +1172,8 @@ write_batch_unit(void *arg)
 		if (isnull)
 			b->inserted = 0;
 	}
+	if (b->n_access > 0)
+		write_access(b);
 	if (state_table_exists())
 	{
 		Oid			argtypes[5] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
@@ -1120,6 +1317,7 @@ ruvllm_witness_writer_main(Datum main_arg)
 		writer_ring->writer_procno = MyProcNumber;
 		writer_ring->writer_pid = MyProcPid;
 		writer_ring->writer_starting = false;
+		writer_ring->writer_reads_access = true;
 		writer_generation = writer_ring->generation;
 	}
 	else
@@ -1172,6 +1370,7 @@ ruvllm_witness_writer_main(Datum main_arg)
 			{
 				writer_ring->writer_procno = -1;
 				writer_ring->writer_pid = 0;
+				writer_ring->writer_reads_access = false;
 				writer_ring = NULL;
 			}
 			LWLockRelease(witness_lock);

@@ -447,10 +447,11 @@ CREATE FUNCTION ruvllm._witness_queue_stats(OUT queued bigint, OUT written bigin
                                             OUT recovered bigint, OUT ring_generation bigint,
                                             OUT last_enqueued_at timestamptz,
                                             OUT last_written_at timestamptz,
-                                            OUT server_started_at timestamptz)
+                                            OUT server_started_at timestamptz,
+                                            OUT enqueued_bytes bigint, OUT done_bytes bigint)
     AS 'MODULE_PATHNAME', 'ruvllm_witness_queue_stats' LANGUAGE C STRICT VOLATILE;
 COMMENT ON FUNCTION ruvllm._witness_queue_stats() IS
-    'This database''s witness queue: rows queued and done (committed or given up) since its ring was claimed, rows refused, bytes and rows waiting, the writer''s pid, rows given up, rows kept across the last restart; starts a writer for rows waiting without one (internal).';
+    'This database''s witness queue: rows queued and done (committed or given up) since its ring was claimed, rows refused, bytes and rows waiting, the writer''s pid, rows given up, rows kept across the last restart, and the ring''s byte positions queued up to and done up to (which count the searches'' access records too; the row counts do not); starts a writer for rows waiting without one (internal).';
 
 -- Written by the witness writer in the transaction of each batch (extension/witness_queue.c).
 CREATE TABLE ruvllm.witness_writer_state (
@@ -478,8 +479,41 @@ GRANT EXECUTE ON FUNCTION ruvllm._witness_queue_stats() TO ruvllm_admin;
 GRANT ALL ON ruvllm.witness_writer_state TO ruvllm_admin;
 -- Dumped, so a restored database knows what the writer had committed when the dump was taken.
 SELECT pg_catalog.pg_extension_config_dump('ruvllm.witness_writer_state', '');
+-- Searches queue their access records for the witness writer.
+COMMENT ON TABLE ruvllm.node_access IS 'When searches last returned each memory node, and how often; written by the witness writer from the searches'' queued access records (in the search''s own transaction when the queue refuses them); the deep loop copies last_accessed into ruvllm.nodes.';
+-- The flush waits on the ring's byte positions: searches queue access records there too.
+CREATE OR REPLACE FUNCTION public.ruvllm_witness_flush(timeout_ms integer DEFAULT 5000) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target bigint;
+    target_ring bigint;
+    done bigint;
+    ring bigint;
+    deadline timestamptz;
+BEGIN
+    IF timeout_ms IS NULL OR timeout_ms NOT BETWEEN 0 AND 600000 THEN
+        RAISE EXCEPTION 'timeout_ms must be between 0 and 600000, not %', timeout_ms USING ERRCODE = '22003';
+    END IF;
+    deadline := clock_timestamp() + make_interval(secs => timeout_ms / 1000.0);
+    -- Byte positions, not row counts: they cover the access records queued with the rows.
+    SELECT enqueued_bytes, ring_generation INTO target, target_ring FROM ruvllm._witness_queue_stats();
+    LOOP
+        SELECT done_bytes, ring_generation INTO done, ring FROM ruvllm._witness_queue_stats();
+        -- Another ring: this one was drained and given to another database.
+        IF done >= target OR ring IS DISTINCT FROM target_ring THEN
+            RETURN true;
+        END IF;
+        IF clock_timestamp() >= deadline THEN
+            RETURN false;
+        END IF;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
 COMMENT ON FUNCTION public.ruvllm_witness_flush(integer) IS
-    'Waits until every witness row queued so far in this database is committed (or given up, see ruvllm_health); false if timeout_ms passed first.';
+    'Waits until every witness row and search access record queued so far in this database is committed (or given up, see ruvllm_health); false if timeout_ms passed first.';
 
 ------------------------------------------------------------------------------------------------
 -- Inference servers: generation as a shared service

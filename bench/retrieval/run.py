@@ -50,6 +50,22 @@ MODES = (("dense h0", "dense", 0), ("dense h2", "dense", 2), ("lexical", "lexica
          ("hybrid h0", "hybrid", 0), ("hybrid h2", "hybrid", 2))
 SCALES = {"small": dict(questions=40, sizes=(10_000,)),
           "default": dict(questions=None, sizes=(10_000, 100_000))}
+# How access recording and the graph walk are done, each kept switchable, timed side by side in
+# the same run (without the embedding, on the hybrid searches): (name, the statements that set it).
+_HOPS = "SELECT bench.hops_in_one_statement({})"
+VARIANTS = (("access queued, a statement a hop", "RESET ruvllm.witness_async; " + _HOPS.format(False)),
+            ("access in the request, a statement a hop",
+             "SET ruvllm.witness_async = off; " + _HOPS.format(False)),
+            ("access queued, two hops in one statement", "RESET ruvllm.witness_async; " + _HOPS.format(True)),
+            ("access in the request, two hops in one statement",
+             "SET ruvllm.witness_async = off; " + _HOPS.format(True)))
+VARIANTS_NOTE = ("access queued: the node ids go to the witness queue and its writer upserts "
+                 "`ruvllm.node_access` (`ruvllm.witness_async` on); in the request: the upsert in the "
+                 "caller's statement (off; as before the queue took it). A statement a hop, or the "
+                 "first two hops in one (`memory.HOPS_IN_ONE_STATEMENT`). Interleaved: each question "
+                 "is searched once untimed, then by each variant, in an order that rotates from one "
+                 "question to the next, so neither load that comes and goes nor warm caches favour one.")
+VARIANT_MODES = ("hybrid h0", "hybrid h2")
 TARGET_RECALL_X = 1.3
 TARGET_P50_MS = 10.0
 MIX, NOISE, CHAIN_LINKS = 0.3, 0.3, 3   # as bench/query's synthetic memories
@@ -82,6 +98,16 @@ vec = sqlglue.parse_vector(v)
 t0 = time.perf_counter()
 memory.search_vector(plpy, vec, k, h, query=q, mode=m)
 return (time.perf_counter() - t0) * 1000
+$$;
+-- Sets memory.HOPS_IN_ONE_STATEMENT in this backend (NULL: leaves it); returns what it was.
+CREATE FUNCTION bench.hops_in_one_statement(v boolean) RETURNS boolean
+LANGUAGE plpython3u AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+from ruvllm import memory
+was = memory.HOPS_IN_ONE_STATEMENT
+if v is not None:
+    memory.HOPS_IN_ONE_STATEMENT = v
+return was
 $$;
 CREATE FUNCTION bench.timed_embed(q text) RETURNS float8
 LANGUAGE plpgsql AS $$
@@ -286,6 +312,27 @@ class Bench:
                 out[name].update(search_p50=M.percentile(ms, 50), search_p99=M.percentile(ms, 99))
             log(f"{size}: {name} p50 {out[name]['p50']:.1f} ms, without the embedding "
                 f"{out[name].get('search_p50', float('nan')):.1f} ms")
+        if self.has_modes:
+            timed = "SELECT bench.timed_search_vector(%s, ruvllm_embed(%s), %s, %s, %s)"
+            for name, mode, hops in MODES:
+                if name not in VARIANT_MODES or why[name]:
+                    continue
+                runs = {v: [] for v, _ in VARIANTS}
+                default = conn.execute("SELECT bench.hops_in_one_statement(NULL)").fetchone()[0]
+                try:
+                    for i, q in enumerate(self.questions):
+                        args = (q["question"],) * 2 + (K, hops, mode)
+                        conn.execute(timed, args)   # untimed: every variant finds the caches warm
+                        for variant, setup in VARIANTS[i % len(VARIANTS):] + VARIANTS[:i % len(VARIANTS)]:
+                            conn.execute(setup)
+                            runs[variant].append(conn.execute(timed, args).fetchone()[0])
+                finally:
+                    conn.execute("RESET ruvllm.witness_async")
+                    conn.execute("SELECT bench.hops_in_one_statement(%s)", (default,))
+                for variant, ms in runs.items():
+                    out[name][variant] = {"p50": M.percentile(ms, 50), "p99": M.percentile(ms, 99)}
+                    log(f"{size}: {name}, {variant} (interleaved), without the embedding "
+                        f"p50 {out[name][variant]['p50']:.1f} ms")
         self.latency[size] = out
 
     def run(self):
@@ -354,6 +401,20 @@ class Bench:
                 cells.append(f"{v['search_p50']:.1f} | {v['search_p99']:.1f}"
                              if isinstance(v, dict) and "search_p50" in v else "n/a | n/a")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        if any(isinstance(self.latency.get(s, {}).get(n), dict) and VARIANTS[0][0] in self.latency[s][n]
+               for s in self.sizes for n in VARIANT_MODES):
+            lines += ["", "Access recording and the graph walk, side by side in the same run (ms, without "
+                      "the embedding): " + VARIANTS_NOTE, "",
+                      "| mode | " + " | ".join(f"{s // 1000}K p50 | {s // 1000}K p99" for s in self.sizes) + " |",
+                      "| --- |" + " --- | --- |" * len(self.sizes)]
+            for name in VARIANT_MODES:
+                for variant, _ in VARIANTS:
+                    cells = []
+                    for s in self.sizes:
+                        v = self.latency.get(s, {}).get(name)
+                        v = v.get(variant) if isinstance(v, dict) else None
+                        cells.append(f"{v['p50']:.1f} | {v['p99']:.1f}" if isinstance(v, dict) else "n/a | n/a")
+                    lines.append(f"| {name}, {variant} | " + " | ".join(cells) + " |")
         lines += ["", "Targets (issue 15):", "", "| target | measured | |", "| --- | --- | --- |"]
         d = self.quality.get("dense h0")
         hybrids = [self.quality[n] for n in ("hybrid h0", "hybrid h2") if isinstance(self.quality.get(n), dict)]

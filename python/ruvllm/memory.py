@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from . import embedding, errors, fusion, graph, lexical, tenancy, textutil
+from . import embedding, errors, fusion, graph, lexical, native, tenancy, textutil
 from .sqlglue import planner, read_only, setting, vector_from_send, vector_literal, vector_send
 
 NODE_TYPES = ("Query", "Document", "AgentStep", "Fact", "QAPair", "Concept")
@@ -515,6 +515,50 @@ def search_vector(plpy, query_vec, k=10, hops=2, tenant=None, query=None, mode="
     return ranked
 
 
+# The first two hops in one statement (the nodes one hop away, then the edges at them) instead of a
+# statement a hop. Off: it measured slower, not faster (2 hops, hybrid, p50: 8.2 against 8.0 ms at
+# 100K nodes in bench/retrieval, which times both in one run; 18.4 against 16.7 ms on a denser
+# graph of 1.5K nodes), as the round trip it saves is cheap next to what a hop does. Kept,
+# switchable, so the comparison can be run again.
+HOPS_IN_ONE_STATEMENT = False
+
+
+def _two_hops_sql(present):
+    """The rows one and two hops from the frontier ($2), each with its level and the edges that
+    reached it: level 2 starts from every level-1 row, and skips the results ($10) and level 1."""
+    level1_at = graph.EDGES_AT
+    level2_at = graph.EDGES_AT.replace("$2::text[]", "(SELECT pg_catalog.array_agg(l1.gid) FROM l1)")
+    # A reached vertex's node row by the graph_id index, always: LIMIT 1 keeps the planner from
+    # joining the whole table (a generic plan's estimates made it hash ruvllm.nodes).
+    node_row = f"""
+            SELECT {_ROW_COLUMNS}
+              FROM ruvllm.nodes n
+             WHERE n.graph_id OPERATOR(ag_catalog.=) r.b AND n.tenant = $3 {filter_sql(4, present)}
+             LIMIT 1"""
+    return f"""
+        WITH e1 AS ({level1_at}),
+        r1 AS (
+            SELECT e.b, pg_catalog.array_agg(e.a::text) AS parents, pg_catalog.array_agg(e.rel) AS rels,
+                   pg_catalog.array_agg(e.props) AS props
+              FROM e1 e WHERE e.b OPERATOR(ag_catalog.<>) ALL($10::text[]::ag_catalog.graphid[])
+             GROUP BY e.b),
+        l1 AS MATERIALIZED (
+            SELECT n.*, r.parents, r.rels, r.props, 1 AS level
+              FROM r1 r CROSS JOIN LATERAL ({node_row}) n),
+        e2 AS ({level2_at}),
+        r2 AS (
+            SELECT e.b, pg_catalog.array_agg(e.a::text) AS parents, pg_catalog.array_agg(e.rel) AS rels,
+                   pg_catalog.array_agg(e.props) AS props
+              FROM e2 e
+             WHERE e.b OPERATOR(ag_catalog.<>) ALL(($10::text[] OPERATOR(pg_catalog.||)
+                       (SELECT pg_catalog.array_agg(l1.gid) FROM l1))::ag_catalog.graphid[])
+             GROUP BY e.b)
+        SELECT * FROM l1
+        UNION ALL
+        SELECT n.*, r.parents, r.rels, r.props, 2 AS level
+          FROM r2 r CROSS JOIN LATERAL ({node_row}) n"""
+
+
 def _expand(plpy, results, candidates, own, hops, query_bytes, tenant, params):
     """Graph neighbours of the results, hop by hop, into results: each scores its best path's
     parent score x edge weight x damping, or its own fused score when a list found it and that is
@@ -537,12 +581,22 @@ def _expand(plpy, results, candidates, own, hops, query_bytes, tenant, params):
                      ["bytea", "text[]", "text"] + FILTER_TYPES + ["text[]"])
     by_gid = {r["gid"]: r for r in results.values()}
     frontier = {r["gid"]: r["score"] for r in results.values()}
+    prefetched = {}
+    if hops >= 2 and HOPS_IN_ONE_STATEMENT and frontier and len(results) < MAX_EXPANDED:
+        two_hops = _plan(plpy, f"two_hops:{present}", _two_hops_sql(present),
+                         ["bytea", "text[]", "text"] + FILTER_TYPES + ["text[]"])
+        prefetched = {1: [], 2: []}
+        for r in plpy.execute(two_hops, [query_bytes, list(frontier), tenant, *params, list(by_gid)]):
+            prefetched[r["level"]].append(r)
     for hop in range(1, hops + 1):
         if not frontier or len(results) >= MAX_EXPANDED:
             break
         fetched = {}
         edges = []
-        for r in plpy.execute(hop_plan, [query_bytes, list(frontier), tenant, *params, list(by_gid)]):
+        rows = prefetched.pop(hop, None)
+        if rows is None:
+            rows = plpy.execute(hop_plan, [query_bytes, list(frontier), tenant, *params, list(by_gid)])
+        for r in rows:
             fetched[r["gid"]] = r
             for parent, rel, props in zip(r["parents"], r["rels"], r["props"]):
                 weight = json.loads(props).get("weight") if props else None
@@ -552,6 +606,8 @@ def _expand(plpy, results, candidates, own, hops, query_bytes, tenant, params):
             break
         scored = []
         for r in fetched.values():
+            if r["gid"] not in reached:
+                continue
             graph_score, parent, rel, weight = reached[r["gid"]]
             known = candidates.get(r["id"])
             row = _row(r, hop, rel, by_gid[parent]["id"], weight)
@@ -561,6 +617,10 @@ def _expand(plpy, results, candidates, own, hops, query_bytes, tenant, params):
             row["score"] = max(graph_score, own.get(r["id"], 0.0))
             scored.append(row)
         scored.sort(key=lambda row: (-row["score"], row["distance"], str(row["id"])))
+        if len(scored) > MAX_EXPANDED - len(results):
+            # The cap cuts this hop's frontier: the next hop starts from fewer nodes (and may
+            # reach ones cut here) than the prefetched one did, so it is fetched on its own.
+            prefetched.pop(hop + 1, None)
         frontier = {}
         for row in scored[:MAX_EXPANDED - len(results)]:
             results[row["id"]] = row
@@ -568,12 +628,32 @@ def _expand(plpy, results, candidates, own, hops, query_bytes, tenant, params):
             frontier[row["gid"]] = row["score"]
 
 
+# Most searches return fewer nodes; more go in one queue entry each this many (an entry is at
+# most 256 KB, ~16K ids).
+ACCESS_IDS_PER_ENTRY = 1000
+
+
 def touch_accessed(plpy, ids, transaction_read_only=None):
-    """Record when nodes were last served; skipped where the transaction cannot write (a standby)."""
+    """Record when nodes were last served; skipped where the transaction cannot write (a standby,
+    BEGIN READ ONLY).
+
+    The ids go to the witness queue, and its background writer upserts ruvllm.node_access with its
+    next batch (extension/witness_queue.c): no statement and no row lock in this request, and the
+    record survives the caller's rollback, as the witness row of the same request does (the nodes
+    were served either way). Where the queue refuses them (ruvllm.witness_async off, the queue full,
+    no writer can start), they are upserted here, in the caller's transaction, as before."""
     if not ids:
         return
     if transaction_read_only if transaction_read_only is not None else read_only(plpy):
         return
+    refused = []
+    for start in range(0, len(ids), ACCESS_IDS_PER_ENTRY):
+        part = ids[start:start + ACCESS_IDS_PER_ENTRY]
+        if native.submit_access(plpy, part) != native.QUEUED:
+            refused.extend(part)
+    if not refused:
+        return
+    ids = refused
     # Not an UPDATE of ruvllm.nodes: that re-inserts the row into the HNSW index (see the table).
     # The row locks this takes last until the caller commits, i.e. past generation: a concurrent
     # request serving the same nodes skips the ones locked (it is touching them now, too) instead

@@ -14,10 +14,12 @@ its SQLSTATE. PyDLL, not CDLL: the GIL stays held while the backend's code runs.
 """
 import ctypes
 import json
+import uuid
 
 from .errors import INTERNAL_ERROR, RuvllmError
 
 FAILED = -1
+NOT_QUEUED = 0   # an access record the queue refused: the caller writes it
 QUEUED = 1
 WRITTEN = 2
 DROPPED = 3
@@ -33,7 +35,7 @@ def _library(plpy):
             # Loaded by the first call of one of its SQL functions: a session's first ruvllm call
             # has made one already (_python_setup), so this is for code run some other way.
             plpy.execute("SELECT ruvllm._library_version()")
-        for name in ("ruvllm_witness_submit", "ruvllm_witness_rate"):
+        for name in ("ruvllm_witness_submit", "ruvllm_witness_rate", "ruvllm_access_submit"):
             fn = getattr(process, name)
             fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
             fn.restype = ctypes.c_int
@@ -46,7 +48,7 @@ def _library(plpy):
 
 def _call(plpy, name, payload):
     lib = _library(plpy)
-    data = payload.encode("utf-8")
+    data = payload.encode("utf-8") if isinstance(payload, str) else payload
     rc = getattr(lib, name)(data, len(data))
     if rc == FAILED:
         sqlstate = (lib.ruvllm_witness_error_sqlstate() or b"").decode("ascii", "replace") or INTERNAL_ERROR
@@ -59,6 +61,12 @@ def submit_witness(plpy, payload):
     """A witness row (JSON text) to the queue, or written in this transaction if the queue refuses:
     QUEUED, WRITTEN or DROPPED (the write refused it, with a WARNING saying why)."""
     return _call(plpy, "ruvllm_witness_submit", payload)
+
+
+def submit_access(plpy, node_ids):
+    """The nodes a search of this transaction returned (uuid strings), to the queue for the
+    writer's node_access upsert: QUEUED, or NOT_QUEUED when the caller must upsert them itself."""
+    return _call(plpy, "ruvllm_access_submit", b"".join(uuid.UUID(str(i)).bytes for i in node_ids))
 
 
 def rate_witness(plpy, request_id, created_at, rating, correction, quality):

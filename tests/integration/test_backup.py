@@ -65,6 +65,8 @@ def snapshot(conn):
                                     ORDER BY rank""").fetchall(),
     }
     conn.execute("RESET ruvllm.tenant")
+    # The writer records the searches' accesses: they are counted below.
+    assert scalar(conn, "SELECT ruvllm_witness_flush(10000)")
     conn.execute("SET search_path = public, ag_catalog")  # graphid's operators
     state.update({
         "tables": conn.execute(TABLE_COUNTS).fetchall(),

@@ -4,7 +4,7 @@ import json
 import psycopg
 import pytest
 
-from helpers import login, scalar
+from helpers import login, scalar, wait_for
 
 TOPICS = ["vacuum and dead tuples", "write-ahead log archiving", "replication slots and standbys",
           "HNSW index build memory", "row-level security policies", "partition pruning in plans"]
@@ -122,17 +122,22 @@ def test_link_and_search_with_hops(db):
     assert by_id[c][1:] == (2, "Derived", b, pytest.approx(0.5))
     assert db.execute("SELECT count(*) FROM ruvllm_search('witness log', 1, 0)").fetchone()[0] == 1
     # Served nodes record the time; the unrelated one reached at hop 2 too, nothing else exists.
+    assert scalar(db, "SELECT ruvllm_witness_flush(10000)")
     assert scalar(db, "SELECT count(*) FROM ruvllm.node_access") == 3
     db.execute("SELECT ruvllm_run_loop('deep')")
     assert scalar(db, "SELECT count(*) FROM ruvllm.nodes WHERE last_accessed IS NOT NULL") == 3
 
 
 def test_serving_nodes_another_open_transaction_served_neither_waits_nor_deadlocks(db, pg):
+    # The synchronous upsert (the queue's fallback) is what takes row locks in the request.
+    db.execute("SET ruvllm.witness_async = off")
     for text in ("VACUUM reclaims dead tuples.", "VACUUM FULL rewrites the table.",
                  "ANALYZE gathers planner statistics."):
         db.execute("SELECT ruvllm_ingest(%s)", (text,))
     assert scalar(db, "SELECT count(*) FROM ruvllm_search('VACUUM', 3, 0)") == 3   # first accesses
     other = login(db, pg, "toucher", "ruvllm_admin")
+    db.execute(f'GRANT SET ON PARAMETER ruvllm.witness_async TO "{other.role}"')
+    other.execute("SET ruvllm.witness_async = off")
     try:
         # A request still open (generating, say) holds its served nodes' access rows...
         db.execute("BEGIN")
@@ -146,6 +151,61 @@ def test_serving_nodes_another_open_transaction_served_neither_waits_nor_deadloc
             db.execute("ROLLBACK")
         other.close()
     assert scalar(db, "SELECT min(hits) FROM ruvllm.node_access") >= 1
+
+
+def access_rows(db):
+    return dict(db.execute("SELECT node_id, hits FROM ruvllm.node_access").fetchall())
+
+
+def test_accesses_are_recorded_by_the_writer_off_the_request_and_survive_its_rollback(db):
+    ids = [scalar(db, "SELECT ruvllm_ingest(%s)", (text,)) for text in
+           ("VACUUM reclaims dead tuples.", "VACUUM FULL rewrites the table.",
+            "ANALYZE gathers planner statistics.")]
+    db.execute("BEGIN")
+    served = {r[0] for r in db.execute("SELECT id FROM ruvllm_search('VACUUM', 3, 0)")}
+    searched_at = scalar(db, "SELECT now()")
+    # The request wrote nothing itself: no transaction id, so no row and no lock of its own.
+    assert scalar(db, "SELECT pg_current_xact_id_if_assigned() IS NULL")
+    db.execute("ROLLBACK")
+    assert served == set(ids)
+    # The writer records them (polled: it commits on its own), with the search's time; the
+    # caller's rollback does not take back that the nodes were served.
+    got = wait_for("the writer's node_access rows", lambda: len(access_rows(db)) == 3 and access_rows(db))
+    assert got == {i: 1 for i in ids}
+    assert scalar(db, "SELECT min(last_accessed) = max(last_accessed) AND max(last_accessed) = %s "
+                      "FROM ruvllm.node_access", (searched_at,))
+    # Another search adds a hit, and ruvllm_witness_flush waits for access records too.
+    db.execute("SELECT count(*) FROM ruvllm_search('VACUUM', 2, 0)")
+    assert scalar(db, "SELECT ruvllm_witness_flush(10000)")
+    assert sorted(access_rows(db).values()) == [1, 2, 2]
+    db.execute("SELECT ruvllm_run_loop('deep')")
+    assert scalar(db, "SELECT count(*) FROM ruvllm.nodes WHERE last_accessed IS NOT NULL") == 3
+
+
+def test_read_only_transactions_record_no_access(db):
+    db.execute("SELECT ruvllm_ingest('VACUUM reclaims dead tuples.')")
+    db.execute("BEGIN READ ONLY")
+    assert scalar(db, "SELECT count(*) FROM ruvllm_search('VACUUM', 3, 0)") == 1
+    db.execute("COMMIT")
+    db.execute("SET default_transaction_read_only = on")
+    assert scalar(db, "SELECT count(*) FROM ruvllm_search('VACUUM', 3, 1)") == 1
+    db.execute("RESET default_transaction_read_only")
+    # Everything queued so far is written by now: none of it was an access.
+    assert scalar(db, "SELECT ruvllm_witness_flush(10000)")
+    assert access_rows(db) == {}
+
+
+def test_accesses_the_queue_refuses_are_written_in_the_callers_transaction(db):
+    node = scalar(db, "SELECT ruvllm_ingest('VACUUM reclaims dead tuples.')")
+    db.execute("SET ruvllm.witness_async = off")
+    db.execute("BEGIN")
+    db.execute("SELECT count(*) FROM ruvllm_search('VACUUM', 3, 0)")
+    assert access_rows(db) == {node: 1}
+    db.execute("ROLLBACK")       # ... and roll back with it
+    assert scalar(db, "SELECT ruvllm_witness_flush(10000)")
+    assert access_rows(db) == {}
+    db.execute("SELECT count(*) FROM ruvllm_search('VACUUM', 3, 0)")
+    assert access_rows(db) == {node: 1}
 
 
 def test_tenant_filter_still_returns_k_rows(db):

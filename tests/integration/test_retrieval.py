@@ -152,6 +152,33 @@ def test_filters_hold_for_every_row_neighbours_included(db):
     assert row["created_at"] is not None
 
 
+def set_hops_in_one_statement(conn, on):
+    """memory.HOPS_IN_ONE_STATEMENT in this session's backend (its Python is set up by a search)."""
+    conn.execute("SELECT count(*) FROM ruvllm_search('warm up', 1, 0)")
+    conn.execute(f"DO $$ from ruvllm import memory; memory.HOPS_IN_ONE_STATEMENT = {bool(on)} $$ LANGUAGE plpython3u")
+
+
+def test_two_hops_in_one_statement_rank_as_one_statement_a_hop(db):
+    target = ingest_tickets(db)
+    ids = scalar(db, "SELECT array_agg(id ORDER BY content) FROM ruvllm.nodes")
+    # A chain off the target and a second path to one of its nodes: hop-2 paths compete.
+    for a, b, rel, w in ((target, ids[0], "Cites", 0.9), (ids[0], ids[1], "Derived", 0.8),
+                         (ids[1], ids[2], "Cites", 0.7), (target, ids[2], "Derived", 0.2)):
+        db.execute("SELECT ruvllm_link(%s, %s, %s, %s::real)", (a, b, rel, w))
+    cases = [(q, k, hops, mode, flt) for q in (QUESTION, "the backup job fails when the disk is full")
+             for k, hops in ((1, 2), (3, 2), (2, 3)) for mode in ("hybrid", "dense")
+             for flt in (None, {"node_type": "Document"})]
+
+    def runs():
+        return [[(r["id"], r["hop"], r["via_rel"], r["via_node"], round(r["score"], 9), r["rank"])
+                 for r in search(db, q, k, hops, mode, flt)] for q, k, hops, mode, flt in cases]
+    set_hops_in_one_statement(db, False)
+    per_hop = runs()
+    set_hops_in_one_statement(db, True)
+    assert runs() == per_hop
+    assert any(row[1] == 2 for rows in per_hop for row in rows)   # hop 2 was reached
+
+
 def test_filters_and_term_statistics_hold_within_tenants(db, pg):
     db.execute("SELECT ruvllm_create_tenant('acme'), ruvllm_create_tenant('globex')")
     app = login(db, pg, "app", "ruvllm_user")
