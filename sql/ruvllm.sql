@@ -318,7 +318,12 @@ CREATE INDEX ON ruvllm_graph."Derived" (end_id);
 
 CREATE TABLE ruvllm.nodes (
     id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    embedding     vector(384) NOT NULL,
+    -- STORAGE MAIN keeps the vector in the heap row. pgvector's default (EXTERNAL) moves it to
+    -- TOAST once a row passes ~2 KB, which even a two-sentence node does with its lexemes; the
+    -- planner costs a sequential scan by heap pages alone, so with the vectors out of line it took
+    -- the scan that reads every vector back from TOAST (10K nodes: 19 ms) for cheaper than the
+    -- HNSW index (2 ms). Long content and lexemes are compressed or moved out instead.
+    embedding     vector(384) STORAGE MAIN NOT NULL,
     content       text NOT NULL CHECK (content <> ''),
     node_type     text NOT NULL DEFAULT 'Document'
                   CHECK (node_type IN ('Query', 'Document', 'AgentStep', 'Fact', 'QAPair', 'Concept')),

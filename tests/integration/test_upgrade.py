@@ -37,9 +37,9 @@ SELECT format('relation %s kind=%s acl=%s rls=%s/%s options=%s comment=%s', r.na
 UNION ALL
 SELECT format('view %s %s', r.name, pg_get_viewdef(r.oid)) FROM rels r WHERE r.relkind = 'v'
 UNION ALL
-SELECT format('column %s.%s %s notnull=%s default=%s acl=%s comment=%s', r.name, a.attname,
+SELECT format('column %s.%s %s notnull=%s default=%s storage=%s acl=%s comment=%s', r.name, a.attname,
               format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid),
-              a.attacl, col_description(r.oid, a.attnum))
+              a.attstorage, a.attacl, col_description(r.oid, a.attnum))
   FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
   LEFT JOIN pg_attrdef ad ON ad.adrelid = r.oid AND ad.adnum = a.attnum
 UNION ALL
