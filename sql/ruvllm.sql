@@ -318,11 +318,7 @@ CREATE INDEX ON ruvllm_graph."Derived" (end_id);
 
 CREATE TABLE ruvllm.nodes (
     id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    -- STORAGE MAIN keeps the vector in the heap row. pgvector's default (EXTERNAL) moves it to
-    -- TOAST once a row passes ~2 KB, which even a two-sentence node does with its lexemes; the
-    -- planner costs a sequential scan by heap pages alone, so with the vectors out of line it took
-    -- the scan that reads every vector back from TOAST (10K nodes: 19 ms) for cheaper than the
-    -- HNSW index (2 ms). Long content and lexemes are compressed or moved out instead.
+    -- Kept in the heap row (STORAGE MAIN; see toast_tuple_target below).
     embedding     vector(384) STORAGE MAIN NOT NULL,
     content       text NOT NULL CHECK (content <> ''),
     node_type     text NOT NULL DEFAULT 'Document'
@@ -336,7 +332,14 @@ CREATE TABLE ruvllm.nodes (
     last_accessed timestamptz,
     -- A fixed configuration: a generated column needs an immutable expression.
     lexemes       tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED
-);
+-- A node's row stays whole up to 4 KB (a ~180-word chunk with its lexemes and vector), and its
+-- vector stays in it past that (STORAGE MAIN): content and lexemes are compressed or moved out
+-- first. With PostgreSQL's 2 KB target and pgvector's EXTERNAL storage even a two-sentence node
+-- went to TOAST: its vector first, which left a narrow heap that the planner costs a full scan by,
+-- so at 10K nodes it took the scan that reads every vector back from TOAST (19 ms) over the HNSW
+-- index (2 ms); with the vector kept but the lexemes moved out, lexical search read each of its
+-- up to 2,000 candidates' lexemes back (hybrid search at 100K nodes 12 -> 17.5 ms).
+) WITH (toast_tuple_target = 4080);
 COMMENT ON TABLE ruvllm.nodes IS
     'Memory: one row per piece of knowledge, with its all-MiniLM-L6-v2 embedding; edges live in the AGE graph ruvllm_graph.';
 COMMENT ON COLUMN ruvllm.nodes.id IS 'Node id; the AGE vertex carries it as property node_id.';
