@@ -143,16 +143,18 @@ def test_a_node_row_keeps_its_vector_content_and_lexemes_in_the_heap(db):
 
 
 # Nodes as a bulk load leaves them, in one statement (embedding this many texts would take
-# minutes): two-sentence contents, so each row has its lexemes, and deterministic pseudo-random
+# minutes): two-sentence contents (~250 characters, so with its lexemes and vector a row is over
+# the 2 KB that PostgreSQL starts moving values to TOAST at), and deterministic pseudo-random
 # vectors; vertices are not needed for a plan.
 SYNTHETIC_NODES = """
     INSERT INTO ruvllm.nodes (embedding, content, graph_id, minhash_bands)
     SELECT (SELECT array_agg((x - floor(x)) - 0.5 ORDER BY d)
               FROM generate_series(1, 384) d, LATERAL (SELECT sin(g * 12.9898 + d * 78.233) * 43758.5453) s(x)
            )::vector(384),
-           format('Note %s: the nightly backup of cluster %s copies its WAL archive to the standby '
-                  'every %s minutes. Operators check the replication lag dashboard before they '
-                  'restart node %s.', g, g % 97, g % 60, g % 13),
+           format('Note %%s: the nightly backup of cluster %%s copies its WAL archive to the standby '
+                  'every %%s minutes. Operators check the replication lag dashboard before they '
+                  'restart node %%s, and page the engineer on call when it stays above %%s seconds.',
+                  g, g %% 97, g %% 60, g %% 13, g %% 40),
            ag_catalog._graphid(ag_catalog._label_id('ruvllm_graph', 'Node'),
                                pg_catalog.nextval('ruvllm_graph."Node_id_seq"')),
            '{}'
