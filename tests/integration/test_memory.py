@@ -3,6 +3,7 @@ import json
 
 import psycopg
 import pytest
+from psycopg.sql import SQL, Identifier, Literal
 
 from helpers import login, scalar
 from ruvllm import memory
@@ -174,8 +175,9 @@ def test_dense_and_hybrid_search_read_the_hnsw_index_at_5000_nodes(db):
         db.execute(f"PREPARE search_{mode}(bytea, text, text) AS {memory.candidates_sql(mode, depth)}")
         for plan_cache_mode in ("force_custom_plan", "force_generic_plan"):
             db.execute(f"SET plan_cache_mode = {plan_cache_mode}")
-            plan = "\n".join(r[0] for r in db.execute(
-                f"EXPLAIN EXECUTE search_{mode}(%s, '', 'nightly backup of the WAL archive')", (query,)))
+            # EXECUTE takes no parameters of the protocol: the values as literals, quoted by psycopg.
+            plan = "\n".join(r[0] for r in db.execute(SQL("EXPLAIN EXECUTE {}({}, '', {})").format(
+                Identifier(f"search_{mode}"), Literal(query), Literal("nightly backup of the WAL archive"))))
             assert "Index Scan using nodes_embedding_hnsw" in plan, f"{mode}, {plan_cache_mode}:\n{plan}"
 
 
