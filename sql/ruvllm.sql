@@ -332,7 +332,7 @@ CREATE TABLE ruvllm.nodes (
     last_accessed timestamptz,
     -- A fixed configuration: a generated column needs an immutable expression.
     lexemes       tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED
--- A node's row stays whole up to 4 KB (a ~180-word chunk with its lexemes and vector), and its
+-- A node's row stays whole up to 4 KB (a short note, most chunks of a long document), and its
 -- vector stays in it past that (STORAGE MAIN): content and lexemes are compressed or moved out
 -- first. With PostgreSQL's 2 KB target and pgvector's EXTERNAL storage even a two-sentence node
 -- went to TOAST: its vector first, which left a narrow heap that the planner costs a full scan by,
