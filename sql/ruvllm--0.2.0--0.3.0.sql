@@ -706,8 +706,11 @@ COMMENT ON FUNCTION public.ruvllm_query(text, text, jsonb) IS
 ------------------------------------------------------------------------------------------------
 
 -- Adding a stored generated column rewrites ruvllm.nodes (and rebuilds its indexes, the HNSW one
--- included): the existing nodes get their lexemes here.
-ALTER TABLE ruvllm.nodes ADD COLUMN
+-- included): the existing nodes get their lexemes here. The same statement keeps a node's row
+-- whole up to 4 KB and its vector in it (toast_tuple_target, STORAGE MAIN; see ruvllm.sql), so the
+-- rewrite also brings the vectors that 0.2.0 moved to TOAST back into the heap rows.
+ALTER TABLE ruvllm.nodes SET (toast_tuple_target = 4080), ALTER COLUMN embedding SET STORAGE MAIN,
+    ADD COLUMN
     -- A fixed configuration: a generated column needs an immutable expression.
     lexemes       tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED;
 COMMENT ON COLUMN ruvllm.nodes.metadata IS 'timestamp (ISO 8601, stored in UTC; what ruvllm_search''s since/until filter on), speaker, author, tags, domain, version (bumped when a near-duplicate merges in), confidence; other keys kept as given.';

@@ -318,7 +318,8 @@ CREATE INDEX ON ruvllm_graph."Derived" (end_id);
 
 CREATE TABLE ruvllm.nodes (
     id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    embedding     vector(384) NOT NULL,
+    -- Kept in the heap row (STORAGE MAIN; see toast_tuple_target below).
+    embedding     vector(384) STORAGE MAIN NOT NULL,
     content       text NOT NULL CHECK (content <> ''),
     node_type     text NOT NULL DEFAULT 'Document'
                   CHECK (node_type IN ('Query', 'Document', 'AgentStep', 'Fact', 'QAPair', 'Concept')),
@@ -331,7 +332,14 @@ CREATE TABLE ruvllm.nodes (
     last_accessed timestamptz,
     -- A fixed configuration: a generated column needs an immutable expression.
     lexemes       tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED
-);
+-- A node's row stays whole up to 4 KB (a short note, most chunks of a long document), and its
+-- vector stays in it past that (STORAGE MAIN): content and lexemes are compressed or moved out
+-- first. With PostgreSQL's 2 KB target and pgvector's EXTERNAL storage even a two-sentence node
+-- went to TOAST: its vector first, which left a narrow heap that the planner costs a full scan by,
+-- so at 10K nodes it took the scan that reads every vector back from TOAST (19 ms) over the HNSW
+-- index (2 ms); with the vector kept but the lexemes moved out, lexical search read each of its
+-- up to 2,000 candidates' lexemes back (hybrid search at 100K nodes 12 -> 17.5 ms).
+) WITH (toast_tuple_target = 4080);
 COMMENT ON TABLE ruvllm.nodes IS
     'Memory: one row per piece of knowledge, with its all-MiniLM-L6-v2 embedding; edges live in the AGE graph ruvllm_graph.';
 COMMENT ON COLUMN ruvllm.nodes.id IS 'Node id; the AGE vertex carries it as property node_id.';

@@ -3,8 +3,10 @@ import json
 
 import psycopg
 import pytest
+from psycopg.sql import SQL, Identifier, Literal
 
 from helpers import login, scalar, wait_for
+from ruvllm import memory
 
 TOPICS = ["vacuum and dead tuples", "write-ahead log archiving", "replication slots and standbys",
           "HNSW index build memory", "row-level security policies", "partition pruning in plans"]
@@ -126,6 +128,62 @@ def test_link_and_search_with_hops(db):
     assert scalar(db, "SELECT count(*) FROM ruvllm.node_access") == 3
     db.execute("SELECT ruvllm_run_loop('deep')")
     assert scalar(db, "SELECT count(*) FROM ruvllm.nodes WHERE last_accessed IS NOT NULL") == 3
+
+
+def test_a_node_row_keeps_its_vector_content_and_lexemes_in_the_heap(db):
+    # Nothing of these nodes goes to TOAST: a search reads every candidate's vector (and hybrid
+    # search its lexemes) from the heap row, and the planner, which costs a full scan by heap pages
+    # alone, sees how wide the rows really are (the next test).
+    db.execute("SELECT ruvllm_ingest_many(%s::text[])",
+               ([LONG_DOC, "Vacuum reclaims space from dead tuples. Autovacuum runs it for you."],))
+    sizes = db.execute("SELECT pg_column_size(n.*), length(content) FROM ruvllm.nodes n").fetchall()
+    assert len(sizes) >= 4 and max(chars for _, chars in sizes) > 500, sizes
+    assert scalar(db, "SELECT attstorage FROM pg_attribute WHERE attrelid = 'ruvllm.nodes'::regclass "
+                      "AND attname = 'embedding'") == "m"
+    assert scalar(db, "SELECT pg_relation_size(reltoastrelid) FROM pg_class "
+                      "WHERE oid = 'ruvllm.nodes'::regclass") == 0, sizes
+
+
+# Nodes as a bulk load leaves them, in one statement (embedding this many texts would take
+# minutes): two-sentence contents (~250 characters, so with its lexemes and vector a row is over
+# the 2 KB that PostgreSQL starts moving values to TOAST at), and deterministic pseudo-random
+# vectors; vertices are not needed for a plan.
+SYNTHETIC_NODES = """
+    INSERT INTO ruvllm.nodes (embedding, content, graph_id, minhash_bands)
+    SELECT (SELECT array_agg((x - floor(x)) - 0.5 ORDER BY d)
+              FROM generate_series(1, 384) d, LATERAL (SELECT sin(g * 12.9898 + d * 78.233) * 43758.5453) s(x)
+           )::vector(384),
+           format('Note %%s: the nightly backup of cluster %%s copies its WAL archive to the standby '
+                  'every %%s minutes. Operators check the replication lag dashboard before they '
+                  'restart node %%s, and page the engineer on call when it stays above %%s seconds.',
+                  g, g %% 97, g %% 60, g %% 13, g %% 40),
+           ag_catalog._graphid(ag_catalog._label_id('ruvllm_graph', 'Node'),
+                               pg_catalog.nextval('ruvllm_graph."Node_id_seq"')),
+           '{}'
+      FROM generate_series(1, %(n)s) g"""
+
+
+def test_dense_and_hybrid_search_read_the_hnsw_index_at_5000_nodes(db):
+    # pgvector costs the HNSW scan by the few index pages a search visits, PostgreSQL a full scan +
+    # sort by the heap's pages: with the vectors in TOAST the heap looked ~3x smaller than it is and
+    # the full scan won up to ~10K nodes (19 ms there against 2). Whole rows make the index the
+    # cheaper plan from ~3.5K nodes on. The plans are the product's statements, custom and generic.
+    # Built after the load, as bench/memory does: 5,000 inserts into the HNSW index take ~50 s.
+    index = scalar(db, "SELECT pg_get_indexdef('ruvllm.nodes_embedding_hnsw'::regclass)")
+    db.execute("DROP INDEX ruvllm.nodes_embedding_hnsw")
+    db.execute(SYNTHETIC_NODES, {"n": 5000})
+    db.execute(index)
+    db.execute("VACUUM ANALYZE ruvllm.nodes")
+    db.execute("SELECT set_config('hnsw.ef_search', current_setting('ruvllm.ef_search'), false)")
+    query = scalar(db, "SELECT public.vector_send(embedding) FROM ruvllm.nodes ORDER BY id LIMIT 1")
+    for mode, depth in (("dense", 10), ("hybrid", max(2 * 10, memory.MIN_CANDIDATES))):
+        db.execute(f"PREPARE search_{mode}(bytea, text, text) AS {memory.candidates_sql(mode, depth)}")
+        for plan_cache_mode in ("force_custom_plan", "force_generic_plan"):
+            db.execute(f"SET plan_cache_mode = {plan_cache_mode}")
+            # EXECUTE takes no parameters of the protocol: the values as literals, quoted by psycopg.
+            plan = "\n".join(r[0] for r in db.execute(SQL("EXPLAIN EXECUTE {}({}, '', {})").format(
+                Identifier(f"search_{mode}"), Literal(query), Literal("nightly backup of the WAL archive"))))
+            assert "Index Scan using nodes_embedding_hnsw" in plan, f"{mode}, {plan_cache_mode}:\n{plan}"
 
 
 def test_serving_nodes_another_open_transaction_served_neither_waits_nor_deadlocks(db, pg):

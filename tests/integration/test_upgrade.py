@@ -37,9 +37,9 @@ SELECT format('relation %s kind=%s acl=%s rls=%s/%s options=%s comment=%s', r.na
 UNION ALL
 SELECT format('view %s %s', r.name, pg_get_viewdef(r.oid)) FROM rels r WHERE r.relkind = 'v'
 UNION ALL
-SELECT format('column %s.%s %s notnull=%s default=%s acl=%s comment=%s', r.name, a.attname,
+SELECT format('column %s.%s %s notnull=%s default=%s storage=%s acl=%s comment=%s', r.name, a.attname,
               format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid),
-              a.attacl, col_description(r.oid, a.attnum))
+              a.attstorage, a.attacl, col_description(r.oid, a.attnum))
   FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
   LEFT JOIN pg_attrdef ad ON ad.adrelid = r.oid AND ad.adnum = a.attnum
 UNION ALL
@@ -67,6 +67,25 @@ UNION ALL
 SELECT format('graph label %s %s %s', l.name, l.kind, l.relation)
   FROM ag_catalog.ag_label l JOIN ag_catalog.ag_graph g ON g.graphid = l.graph WHERE g.name = 'ruvllm_graph'
 """
+
+
+# ~150 words on one topic (one chunk), too little alike to compress much: with the vector, more
+# than the 2 KB a row of 0.1.0 and 0.2.0 holds before PostgreSQL moves a value to TOAST.
+LONG_NOTE = (
+    "Sourdough starts with flour and water left on the counter until wild yeast and lactic bacteria "
+    "take hold; bakers feed it daily, discarding half, until it doubles within six hours of a feeding. "
+    "A loaf needs a levain built the night before, an autolyse of flour and water for forty minutes, "
+    "salt worked in by pinching, then four sets of stretch and folds half an hour apart. Bulk "
+    "fermentation ends when the dough has risen by a third, feels airy and jiggles at the edges. "
+    "Shaping builds surface tension with a bench scraper; the banneton goes into the fridge overnight, "
+    "which slows the yeast, sharpens the sour flavour and makes scoring easier. Bake in a preheated "
+    "Dutch oven at 250 degrees with the lid on for twenty minutes, trapping steam so the crust stays "
+    "supple while the loaf springs, then uncovered until the crust turns deep mahogany and sounds "
+    "hollow when tapped underneath.")
+
+
+def toast_bytes(conn):
+    return scalar(conn, "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = 'ruvllm.nodes'::regclass")
 
 
 def catalog(conn):
@@ -149,6 +168,10 @@ def test_an_upgraded_release_matches_a_fresh_install_and_keeps_its_data(db, pg, 
         old.execute("""INSERT INTO ruvllm.witness (request_id, tenant, query, model, created_at)
                        VALUES (gen_random_uuid(), 'acme', 'old question', 'gemma-3-270m', now())""")
         node = scalar(old, "SELECT ruvllm_ingest('Released versions keep their memory across upgrades.')")
+        # Its vector went to TOAST; the upgrade's rewrite of ruvllm.nodes brings it back into the
+        # heap row, where the planner and the searches want it (ruvllm.sql, toast_tuple_target).
+        old.execute("SELECT ruvllm_ingest(%s)", (LONG_NOTE,))
+        assert toast_bytes(old) > 0
     with connect(pg, "ruvllm_upgraded") as up:
         up.execute("ALTER EXTENSION ruvllm UPDATE")
         assert scalar(up, "SELECT extversion FROM pg_extension WHERE extname = 'ruvllm'") == current
@@ -160,6 +183,7 @@ def test_an_upgraded_release_matches_a_fresh_install_and_keeps_its_data(db, pg, 
         # The nodes stored before the upgrade are in the lexical index and its statistics.
         assert scalar(up, "SELECT id FROM ruvllm_search('released versions', 1, 0, 'lexical')") == node
         assert scalar(up, "SELECT sum(docs) FROM ruvllm.lexical_stats WHERE lexeme = 'releas'") == 1
+        assert toast_bytes(up) == 0
         up.execute("SET ruvllm.tenant = 'acme'")
         assert scalar(up, "SELECT ruvllm_current_tenant()") == "acme"
         assert scalar(up, "SELECT count(*) FROM ruvllm_search('old question')") == 0
