@@ -31,3 +31,9 @@ def model_dir():
         pytest.skip(f"all-MiniLM-L6-v2 not installed ({e.message}; {e.hint})")
     pytest.importorskip("tokenizers", reason="the tokenizers package is not installed")
     return path
+
+
+@pytest.fixture(scope="session")
+def numpy_embedder(model_dir):
+    """ruvllm's numpy forward over the installed model (one for the whole run: it is read-only)."""
+    return E.Embedder(model_dir)

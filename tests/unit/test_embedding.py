@@ -18,8 +18,8 @@ from ruvllm.errors import RuvllmError
 
 
 @pytest.fixture(scope="module")
-def embedder(model_dir):
-    return E.Embedder(model_dir)
+def embedder(numpy_embedder):
+    return numpy_embedder
 
 
 def cosine(a, b):

@@ -27,11 +27,6 @@ def llama(model_dir, built):
     return EL.LlamaEmbedder(model_dir, gguf_path=built)
 
 
-@pytest.fixture(scope="module")
-def numpy_embedder(model_dir):
-    return E.Embedder(model_dir)
-
-
 def cosines(a, b):
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
