@@ -325,13 +325,14 @@ def candidates(question, nodes, max_candidates=MAX_CANDIDATES, max_embedded=MAX_
     """The Candidates of nodes [(row index, text, attention score)] (rank order) for the question."""
     units, sentences = candidate_units(nodes, max_candidates)
     qwords = set(grounding.content_words(question))
-    wants_name = asks_for_name(question)
     for u in units:
         u.overlap = len(qwords & set(grounding.content_words(u.read))) / len(qwords) if qwords else 0.0
-        u.names_new = wants_name and names_something_new(u.read, question)
     # Embedding is the cost here: only the units sharing most of the question's words (then in
     # rank order) are embedded and scored.
     units = sorted(units, key=lambda u: -u.overlap)[:max_embedded]
+    if asks_for_name(question):
+        for u in units:
+            u.names_new = names_something_new(u.read, question)
     units.sort(key=lambda u: (u.node, u.first, u.last))
     return Candidates(units, sentences)
 
