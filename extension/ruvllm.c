@@ -30,6 +30,7 @@ static int	ruvllm_ef_search = 64;
 static char *ruvllm_tenant = NULL;
 static double ruvllm_same_topic_threshold = 0.6;
 static double ruvllm_dedup_similarity = 0.95;
+static bool ruvllm_store_unit_vectors = true;
 static int	ruvllm_max_loaded_models = 2;
 static char *ruvllm_models_dir = NULL;
 static double ruvllm_confidence_threshold = 0.2;
@@ -279,6 +280,10 @@ _PG_init(void)
 							 "Cosine similarity at or above which a MinHash near-duplicate is merged into the existing node.",
 							 NULL, &ruvllm_dedup_similarity, 0.95, 0.0, 1.0, PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("ruvllm.store_unit_vectors",
+							 "Ingestion embeds the evidence units of each new node and stores their vectors (ruvllm.node_units), so that ruvllm_query scores them without embedding.",
+							 "Off: ingestion embeds about half as much, and requests embed the units they score.",
+							 &ruvllm_store_unit_vectors, true, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ruvllm.max_loaded_models",
 							"Most models one backend keeps loaded (least recently used is unloaded first).",
 							NULL, &ruvllm_max_loaded_models, 2, 1, 16, PGC_SUSET, 0,

@@ -691,6 +691,7 @@ DECLARE
 BEGIN
     FOR setting IN SELECT name FROM pg_catalog.pg_settings
                     WHERE name IN ('ruvllm.answer_style', 'ruvllm.default_model', 'ruvllm.embedder',
+                                   'ruvllm.store_unit_vectors',
                                    'ruvllm.abstain_below', 'ruvllm.grounding_overlap',
                                    'ruvllm.grounding_similarity') ORDER BY name LOOP
         EXECUTE format('GRANT SET, ALTER SYSTEM ON PARAMETER %s TO ruvllm_admin', setting);
@@ -823,3 +824,32 @@ COMMENT ON FUNCTION public.ruvllm_search(text, integer, integer, text, jsonb) IS
 REVOKE ALL ON FUNCTION public.ruvllm_search(text, integer, integer, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.ruvllm_search(text, integer, integer, text, jsonb) TO ruvllm_admin;
 GRANT EXECUTE ON FUNCTION public.ruvllm_search(text, integer, integer, text, jsonb) TO ruvllm_user;
+
+-- 0.3.0: evidence units' vectors stored at ingest.
+-- The request path scores each candidate sentence of its nodes by its vector; made at ingest,
+-- they cost a request nothing to embed (unit_vectors.py). A row's vectors are the node's units in
+-- the order the evidence splitter (of layout `layout`) reads them; EXTERNAL: float16 values do
+-- not compress, so they are not tried.
+CREATE TABLE ruvllm.node_units (
+    node_id  uuid PRIMARY KEY REFERENCES ruvllm.nodes (id) ON DELETE CASCADE,
+    layout   smallint NOT NULL,
+    vectors  bytea STORAGE EXTERNAL NOT NULL CHECK (length(vectors) % 768 = 0 AND length(vectors) > 0)
+);
+COMMENT ON TABLE ruvllm.node_units IS 'The vectors of each memory node''s evidence units (its sentences as ruvllm_query''s evidence stage reads them), embedded at ingestion while ruvllm.store_unit_vectors is on; a node without a row has its units embedded by the requests that score them.';
+COMMENT ON COLUMN ruvllm.node_units.node_id IS 'The memory node.';
+COMMENT ON COLUMN ruvllm.node_units.layout IS 'Version of the sentence splitter the units were read by; rows of another version are not used.';
+COMMENT ON COLUMN ruvllm.node_units.vectors IS 'The units'' 384-d all-MiniLM-L6-v2 vectors, in the node''s order, as little-endian float16 (768 bytes a unit).';
+
+ALTER TABLE ruvllm.node_units ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_rows ON ruvllm.node_units
+    USING (EXISTS (SELECT FROM ruvllm.nodes n WHERE n.id = node_id))
+    WITH CHECK (EXISTS (SELECT FROM ruvllm.nodes n WHERE n.id = node_id));
+CREATE POLICY admin_rows ON ruvllm.node_units TO ruvllm_admin USING (true) WITH CHECK (true);
+COMMENT ON POLICY tenant_rows ON ruvllm.node_units IS 'Unit vectors of memory nodes the session may see (row-level security of ruvllm.nodes).';
+COMMENT ON POLICY admin_rows ON ruvllm.node_units IS 'ruvllm_admin sees every tenant''s unit vectors.';
+
+GRANT SELECT, INSERT ON ruvllm.node_units TO ruvllm_user;
+GRANT ALL ON ruvllm.node_units TO ruvllm_admin;
+-- Dumped with the nodes (a restore does not embed again). The upgraded database's nodes have no
+-- rows: their units are embedded by the requests that score them, as in 0.2.0.
+SELECT pg_catalog.pg_extension_config_dump('ruvllm.node_units', '');

@@ -368,6 +368,20 @@ COMMENT ON COLUMN ruvllm.node_access.node_id IS 'The memory node.';
 COMMENT ON COLUMN ruvllm.node_access.last_accessed IS 'When a search last returned it.';
 COMMENT ON COLUMN ruvllm.node_access.hits IS 'How many searches returned it.';
 
+-- The request path scores each candidate sentence of its nodes by its vector; made at ingest,
+-- they cost a request nothing to embed (unit_vectors.py). A row's vectors are the node's units in
+-- the order the evidence splitter (of layout `layout`) reads them; EXTERNAL: float16 values do
+-- not compress, so they are not tried.
+CREATE TABLE ruvllm.node_units (
+    node_id  uuid PRIMARY KEY REFERENCES ruvllm.nodes (id) ON DELETE CASCADE,
+    layout   smallint NOT NULL,
+    vectors  bytea STORAGE EXTERNAL NOT NULL CHECK (length(vectors) % 768 = 0 AND length(vectors) > 0)
+);
+COMMENT ON TABLE ruvllm.node_units IS 'The vectors of each memory node''s evidence units (its sentences as ruvllm_query''s evidence stage reads them), embedded at ingestion while ruvllm.store_unit_vectors is on; a node without a row has its units embedded by the requests that score them.';
+COMMENT ON COLUMN ruvllm.node_units.node_id IS 'The memory node.';
+COMMENT ON COLUMN ruvllm.node_units.layout IS 'Version of the sentence splitter the units were read by; rows of another version are not used.';
+COMMENT ON COLUMN ruvllm.node_units.vectors IS 'The units'' 384-d all-MiniLM-L6-v2 vectors, in the node''s order, as little-endian float16 (768 bytes a unit).';
+
 CREATE INDEX nodes_embedding_hnsw ON ruvllm.nodes
     USING hnsw (embedding vector_cosine_ops) WITH (m = 32, ef_construction = 200);
 CREATE INDEX nodes_minhash_bands ON ruvllm.nodes USING gin (minhash_bands);
@@ -1603,7 +1617,7 @@ DECLARE
     t regclass;
 BEGIN
     FOREACH t IN ARRAY ARRAY[
-        'ruvllm.tenants', 'ruvllm.tenant_roles', 'ruvllm.nodes', 'ruvllm.node_access',
+        'ruvllm.tenants', 'ruvllm.tenant_roles', 'ruvllm.nodes', 'ruvllm.node_access', 'ruvllm.node_units',
         'ruvllm.lexical_stats', 'ruvllm.models', 'ruvllm.policies', 'ruvllm.policies_version_seq',
         'ruvllm.witness_default', 'ruvllm.witness_archive',
         'ruvllm.sessions', 'ruvllm.response_cache', 'ruvllm.response_cache_id_seq',
@@ -1725,6 +1739,14 @@ CREATE POLICY admin_rows ON ruvllm.node_access TO ruvllm_admin USING (true) WITH
 COMMENT ON POLICY tenant_rows ON ruvllm.node_access IS 'Accesses of memory nodes the session may see (row-level security of ruvllm.nodes).';
 COMMENT ON POLICY admin_rows ON ruvllm.node_access IS 'ruvllm_admin sees every tenant''s accesses.';
 
+ALTER TABLE ruvllm.node_units ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_rows ON ruvllm.node_units
+    USING (EXISTS (SELECT FROM ruvllm.nodes n WHERE n.id = node_id))
+    WITH CHECK (EXISTS (SELECT FROM ruvllm.nodes n WHERE n.id = node_id));
+CREATE POLICY admin_rows ON ruvllm.node_units TO ruvllm_admin USING (true) WITH CHECK (true);
+COMMENT ON POLICY tenant_rows ON ruvllm.node_units IS 'Unit vectors of memory nodes the session may see (row-level security of ruvllm.nodes).';
+COMMENT ON POLICY admin_rows ON ruvllm.node_units IS 'ruvllm_admin sees every tenant''s unit vectors.';
+
 ALTER TABLE ruvllm.lexical_stats ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_rows ON ruvllm.lexical_stats
     USING (tenant = (SELECT public.ruvllm_current_tenant()))
@@ -1820,6 +1842,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT SELECT, INSERT, UPDATE ON ruvllm.nodes, ruvllm.node_access, ruvllm.sessions,
     ruvllm.response_cache TO ruvllm_user;
 GRANT SELECT, INSERT ON ruvllm.lexical_stats TO ruvllm_user;
+GRANT SELECT, INSERT ON ruvllm.node_units TO ruvllm_user;
 -- The witness log is read-only to users: ruvllm's library writes their rows and their ratings.
 GRANT SELECT ON ruvllm.witness TO ruvllm_user;
 GRANT SELECT ON ruvllm.models, ruvllm.policies, ruvllm.patterns TO ruvllm_user;

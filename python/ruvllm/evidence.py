@@ -37,12 +37,14 @@ numbered as the sources are, so a citation [n] means sources[n-1].
 `extractive_answer` is the `extractive` tier's answer: the best span (and the second, when it
 scores nearly as well), verbatim under its heading, each followed by its citation.
 
-Sentence vectors are kept in a small LRU by text: the nodes that answer one question come back
-for the next, and embedding is most of the cost here.
+The units' vectors are those ingest stored (unit_vectors.py), where it did; the others are
+embedded here and kept in a small LRU by text: the nodes that answer one question come back for
+the next, and embedding is most of the cost here.
 """
 import collections
 import dataclasses
 import re
+import sys
 
 import numpy as np
 
@@ -72,6 +74,10 @@ MAX_SENTENCE_WORDS = 60
 MAX_LEAD = 8
 GAP = " ... "
 VECTOR_CACHE_SIZE = 4096
+# The version of how a text is split into units (split_sentences, candidate_units): vectors stored
+# at ingest under another version are not the units of today's splitter. Raise it with any change
+# that can change a text's units or how they read.
+UNIT_LAYOUT = 1
 
 # Openers that point back at the sentence before.
 ANAPHORS = frozenset("""
@@ -198,6 +204,7 @@ class Unit:
     vec: object = None
     heading: int = None   # the node's last heading before the unit's sentences (index), if any
     read: str = ""        # the unit under its heading: what is scored and what the answer quotes
+    ordinal: int = 0      # its place among its node's units (the stored vectors' order)
 
 
 @dataclasses.dataclass
@@ -252,11 +259,13 @@ def _default_embed(texts):
 
 
 def candidate_units(nodes, max_candidates=MAX_CANDIDATES):
-    """(units, sentences per node) over nodes [(row index, text, score)] in rank order."""
+    """(units, sentences per node) over nodes [(row index, text, score)] in rank order. A node's
+    units depend on its text alone (UNIT_LAYOUT), whatever its place."""
     units, sentences = [], []
     for pos, (_index, text, _score) in enumerate(nodes):
         sents = split_sentences(text)
         sentences.append(sents)
+        ordinal = 0
         for i, s in enumerate(sents):
             if len(units) >= max_candidates:
                 return units, sentences
@@ -271,9 +280,16 @@ def candidate_units(nodes, max_candidates=MAX_CANDIDATES):
                 first = i - 1
             heading = next((h for h in range(first - 1, -1, -1) if is_heading(sents[h])), None)
             text = " ".join(sents[first:i + 1])
-            units.append(Unit(pos, first, i, text, heading=heading,
+            units.append(Unit(pos, first, i, text, heading=heading, ordinal=ordinal,
                               read=text if heading is None else f"{sents[heading]}{GAP}{text}"))
+            ordinal += 1
     return units, sentences
+
+
+def unit_reads(text):
+    """What each unit of a node's text is read as (Unit.read), in order: what ingest embeds and
+    stores for the node (unit_vectors.py)."""
+    return [u.read for u in candidate_units([(0, text, 0.0)], max_candidates=sys.maxsize)[0]]
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from . import embedding, errors, fusion, graph, lexical, native, tenancy, textutil
+from . import embedding, errors, fusion, graph, lexical, native, tenancy, textutil, unit_vectors
 from .sqlglue import planner, read_only, setting, vector_from_send, vector_literal, vector_send
 
 NODE_TYPES = ("Query", "Document", "AgentStep", "Fact", "QAPair", "Concept")
@@ -146,15 +146,17 @@ _plan = planner()
 PROGRESS_EVERY_CHUNKS = 256
 
 
-def _embed_with_progress(texts, notice):
+def _embed_with_progress(texts, notice, what="chunks"):
+    if notice is None or len(texts) <= PROGRESS_EVERY_CHUNKS:
+        return embedding.embed(texts)
     started = time.monotonic()
     parts = []
     for start in range(0, len(texts), PROGRESS_EVERY_CHUNKS):
         parts.append(embedding.embed(texts[start:start + PROGRESS_EVERY_CHUNKS]))
         done = min(start + PROGRESS_EVERY_CHUNKS, len(texts))
         rate = done / max(time.monotonic() - started, 1e-9)
-        notice(f"ruvllm_ingest_many: embedded {done} of {len(texts)} chunks "
-               f"({rate:.0f} chunks/s, about {(len(texts) - done) / rate:.0f} s left)")
+        notice(f"ruvllm_ingest_many: embedded {done} of {len(texts)} {what} "
+               f"({rate:.0f} {what}/s, about {(len(texts) - done) / rate:.0f} s left)")
     return embedding.EmbedResult(
         vectors=np.concatenate([p.vectors for p in parts]),
         token_counts=[c for p in parts for c in p.token_counts],
@@ -182,10 +184,7 @@ def ingest_many(plpy, docs, notice=None):
     for i, (content, *_rest) in enumerate(checked):
         chunks.extend((i, text) for text in textutil.chunk_text(content))
     texts = [text for _, text in chunks]
-    if notice is None or len(texts) <= PROGRESS_EVERY_CHUNKS:
-        result = embedding.embed(texts)
-    else:
-        result = _embed_with_progress(texts, notice)
+    result = _embed_with_progress(texts, notice)
     truncated = sum(result.truncated)
     if truncated and notice:
         notice(f"{truncated} chunk(s) longer than {embedding.MAX_TOKENS} tokens were truncated for embedding")
@@ -222,7 +221,7 @@ def ingest_many(plpy, docs, notice=None):
         find_duplicates, [literals, ["{" + ",".join(map(str, b)) + "}" for b in all_bands], tenant])}
     fresh_ids = iter(plpy.execute(new_ids_plan, [len(chunks)])[0]["ids"])
 
-    ids, new_rows, batch_seen, merged = [], [], [], []
+    ids, new_rows, new_vectors, batch_seen, merged = [], [], [], [], []
     for ord_, ((doc, text), vec, bands, literal) in enumerate(
             zip(chunks, result.vectors, all_bands, literals), start=1):
         node_id = None
@@ -242,6 +241,7 @@ def ingest_many(plpy, docs, notice=None):
             meta = dict(metadata)
             meta.setdefault("version", 1)
             new_rows.append((node_id, literal, text, node_type, source, json.dumps(meta), bands))
+            new_vectors.append(vec)
             batch_seen.append((node_id, set(bands), vec))
         ids.append((doc, node_id))
 
@@ -251,6 +251,10 @@ def ingest_many(plpy, docs, notice=None):
         graph.insert_nodes(plpy, new_rows, tenant)
         plpy.execute(_plan(plpy, "count_lexemes", lexical.COUNT_NEW_NODES, ["uuid[]"]),
                      [[row[0] for row in new_rows]])
+        if setting(plpy, "ruvllm.store_unit_vectors", "on") == "on":
+            unit_vectors.store(plpy, [row[0] for row in new_rows], [row[2] for row in new_rows],
+                               lambda reads: _embed_with_progress(reads, notice, "evidence units").vectors,
+                               new_vectors)
 
     # Follows edges between consecutive chunks of one document.
     follows = []

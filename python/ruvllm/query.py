@@ -22,7 +22,7 @@ import time
 import uuid
 
 from . import abstention, attention, cache, embedding, errors, evidence, generation, grounding, memory, models
-from . import inference, pii, routing, sessions, tenancy, witness
+from . import inference, pii, routing, sessions, tenancy, unit_vectors, witness
 from .request import DEFAULT_MAX_TOKENS, QUERY_HOPS, check_constraints, check_query, settings
 from .sqlglue import read_only
 
@@ -38,6 +38,9 @@ DOCUMENTS_DEFAULT_CONTEXT = 1024
 # 0.3.0's token counting (one text a call, as each is needed) instead of one call per request:
 # only bench/query sets it, in its own PL/Python function, to time both in the same run.
 PER_TEXT_TOKEN_COUNTS = False
+# Evidence units are scored by the vectors ingest stored (unit_vectors.py); False embeds them in
+# the request, as before they were stored: only bench/query sets it, to time both in one run.
+STORED_UNIT_VECTORS = True
 NOT_FOUND = evidence.NOT_FOUND
 TIMED = ("embedding", "retrieval", "routing", "attention", "generation")
 ROUTING_KEYS = ("model", "context_size", "temperature", "top_p", "confidence", "model_probs",
@@ -267,7 +270,13 @@ def attend(plpy, req):
         if style == "evidence" or extractive:
             nodes = [(n.index, rows[n.index]["content"], n.score) for n in ranked]
             # Scored first: only the sentences of units that may be kept are counted.
-            prepared = evidence.candidates(req.query, nodes).score(req.vec, nodes)
+            prepared = evidence.candidates(req.query, nodes)
+            vectors = None
+            if STORED_UNIT_VECTORS and prepared.units:
+                ids = [rows[index]["id"] for index, _text, _score in nodes]
+                stored = unit_vectors.fetch(plpy, [ids[u.node] for u in prepared.units])
+                vectors = unit_vectors.for_units(prepared.units, ids, stored)
+            prepared.score(req.vec, nodes, vectors=vectors)
             count.want(prepared.texts())
         else:
             count.want(rows[n.index]["content"] for n in ranked)

@@ -3,10 +3,12 @@ the prompt, citations, the extractive tier, the grounding check replacing an inv
 "Not found in memory." for a question memory cannot answer, with nothing generated."""
 import json
 
+import numpy as np
 import psycopg
 import pytest
 
-from helpers import ask, scalar, seed, witness_rows
+from helpers import KNOWLEDGE, ask, scalar, seed, witness_rows
+from ruvllm import evidence, unit_vectors
 
 NOT_FOUND = "Not found in memory."
 WITNESS_FACT = "The witness log is rotated by dropping its oldest daily partition"
@@ -197,3 +199,60 @@ def test_the_safe_default_is_the_extractive_tier_and_a_setting(db):
     assert scalar(db, "SELECT ruvllm_route(%s)", (q,))["decision"]["model"] == "smollm2-135m-instruct"
     warnings = scalar(db, "SELECT ruvllm_health()->'warnings'")
     assert any("ruvllm.default_model" in w and "'extractive'" in w for w in warnings), warnings
+
+
+TIMEOUT_DOC = ("deadlock_timeout (integer)\n\nThe time to wait on a lock before checking for a deadlock. "
+               "The default is one second (1s). Only superusers can change this setting.")
+
+
+def embedded(db, texts):
+    """ruvllm_embed's vectors of texts, as numpy rows."""
+    rows = scalar(db, "SELECT array_agg(v::text ORDER BY o) FROM unnest(ruvllm_embed(%s::text[])) "
+                      "WITH ORDINALITY AS e(v, o)", (texts,))
+    return np.array([json.loads(r) for r in rows], dtype=np.float32)
+
+
+def test_ingest_stores_each_units_vector_and_the_request_scores_by_them(db):
+    db.execute("SET ruvllm.cache_ttl = 0")
+    seed(db)
+    node = scalar(db, "SELECT ruvllm_ingest(%s)", (TIMEOUT_DOC,))
+    layout, blob = db.execute("SELECT layout, vectors FROM ruvllm.node_units WHERE node_id = %s",
+                              (node,)).fetchone()
+    assert layout == evidence.UNIT_LAYOUT
+    reads = evidence.unit_reads(TIMEOUT_DOC)
+    stored, want = unit_vectors.unpack(blob), embedded(db, reads)
+    assert stored.shape == (3, 384) and len(reads) == 3
+    assert np.min(np.sum(stored * want, axis=1)) > 0.9995   # float16 of what a request would embed
+    rows = db.execute("""SELECT n.content, n.embedding::text, u.vectors FROM ruvllm.nodes n
+                           JOIN ruvllm.node_units u ON u.node_id = n.id""").fetchall()
+    assert len(rows) == len(KNOWLEDGE) + 1
+    for content, node_vector, blob in rows:
+        assert len(blob) // 768 == len(evidence.unit_reads(content)), content
+        if len(blob) == 768:   # a one-unit note: its unit's vector is its node's
+            assert float(unit_vectors.unpack(blob)[0] @ np.array(json.loads(node_vector))) > 0.9995
+
+    q = "How do I rotate the witness log?"
+    assert WITNESS_FACT in ask(db, q, constraints={"model": "extractive"})["text"]
+    # The request reads the stored vectors: with the witness fact's turned away from the
+    # question, another unit is the answer ...
+    away = -embedded(db, [q])[0]
+    db.execute("""UPDATE ruvllm.node_units u SET vectors = %s FROM ruvllm.nodes n
+                   WHERE n.id = u.node_id AND n.content LIKE 'The witness log is rotated%%'""",
+               (unit_vectors.pack(away[None, :]),))
+    assert WITNESS_FACT not in ask(db, q + " ", constraints={"model": "extractive"})["text"]
+    # ... and without a row (off at ingest, or an older layout), the request embeds the units.
+    db.execute("UPDATE ruvllm.node_units SET layout = layout + 1")
+    assert WITNESS_FACT in ask(db, q + "  ", constraints={"model": "extractive"})["text"]
+    db.execute("SET ruvllm.store_unit_vectors = off")
+    off = scalar(db, "SELECT ruvllm_ingest(%s)", ("Checkpoints are spread over checkpoint_timeout.",))
+    assert scalar(db, "SELECT count(*) FROM ruvllm.node_units WHERE node_id = %s", (off,)) == 0
+    # A rolled-back ingest leaves no unit vectors behind, and a deleted node takes its row along.
+    db.execute("RESET ruvllm.store_unit_vectors")
+    before = scalar(db, "SELECT count(*) FROM ruvllm.node_units")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        with db.transaction():
+            db.execute("SELECT ruvllm_ingest('Autovacuum wakes up every minute.')")
+            db.execute("SELECT 1 / 0")
+    assert scalar(db, "SELECT count(*) FROM ruvllm.node_units") == before
+    db.execute("DELETE FROM ruvllm.nodes WHERE id = %s", (node,))
+    assert scalar(db, "SELECT count(*) FROM ruvllm.node_units") == before - 1

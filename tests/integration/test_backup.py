@@ -73,6 +73,7 @@ def snapshot(conn):
         "sequences": conn.execute(SEQUENCES).fetchall(),
         "edges": conn.execute(EDGES).fetchall(),
         "graph_ids": conn.execute("SELECT id, graph_id::text FROM ruvllm.nodes ORDER BY id").fetchall(),
+        "unit_vectors": conn.execute("SELECT node_id, layout, md5(vectors) FROM ruvllm.node_units ORDER BY 1").fetchall(),
         "policies": conn.execute("SELECT version, status, md5(router) FROM ruvllm.policies ORDER BY 1").fetchall(),
         "models": conn.execute("SELECT name, enabled, cost_per_token FROM ruvllm.models ORDER BY 1").fetchall(),
         "tenants": conn.execute("SELECT tenant, role_name FROM ruvllm.tenant_roles ORDER BY 1").fetchall(),
@@ -123,7 +124,7 @@ def source(db, pg):
         want = snapshot(src)
     # What the fixture made is really there (so equality below is not of empty sets).
     counts = dict(want["tables"])
-    for table in ("ruvllm.nodes", "ruvllm.node_access", "ruvllm.sessions", "ruvllm.response_cache",
+    for table in ("ruvllm.nodes", "ruvllm.node_access", "ruvllm.node_units", "ruvllm.sessions", "ruvllm.response_cache",
                   "ruvllm.loop_runs", "ruvllm.replay", "ruvllm.tenants", "ruvllm.retention",
                   'ruvllm_graph."Node"', 'ruvllm_graph."SameTopic"', 'ruvllm_graph."Follows"',
                   'ruvllm_graph."Cites"', 'ruvllm_graph."Derived"'):

@@ -165,6 +165,8 @@ def test_two_tenants_never_see_each_others_data_cache_hits_included(db, pg):
         tenants = {r[0] for r in app.execute(f"SELECT DISTINCT tenant FROM ruvllm.{table}")}
         assert tenants <= {"globex"}, table
     assert scalar(app, "SELECT count(*) FROM ruvllm.node_access WHERE node_id = %s", (vpn,)) == 0
+    assert scalar(app, "SELECT count(*) FROM ruvllm.node_units WHERE node_id = %s", (vpn,)) == 0
+    assert scalar(db, "SELECT count(*) FROM ruvllm.node_units WHERE node_id = %s", (vpn,)) == 1
     assert scalar(app, "SELECT count(*) FROM ruvllm_witness_search('VPN password', 10)") == 1
     assert scalar(app, "SELECT history::text FROM ruvllm.sessions WHERE session_id = 's1'").count('"q"') == 1
     # Feedback on acme's request from globex finds nothing and changes nothing.
