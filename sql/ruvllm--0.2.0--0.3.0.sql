@@ -833,7 +833,7 @@ GRANT EXECUTE ON FUNCTION public.ruvllm_search(text, integer, integer, text, jso
 CREATE TABLE ruvllm.node_units (
     node_id  uuid PRIMARY KEY REFERENCES ruvllm.nodes (id) ON DELETE CASCADE,
     layout   smallint NOT NULL,
-    vectors  bytea STORAGE EXTERNAL NOT NULL CHECK (length(vectors) % 768 = 0 AND length(vectors) > 0)
+    vectors  bytea STORAGE EXTERNAL NOT NULL CHECK (length(vectors) % 768 = 0)
 );
 COMMENT ON TABLE ruvllm.node_units IS 'The vectors of each memory node''s evidence units (its sentences as ruvllm_query''s evidence stage reads them), embedded at ingestion while ruvllm.store_unit_vectors is on; a node without a row has its units embedded by the requests that score them.';
 COMMENT ON COLUMN ruvllm.node_units.node_id IS 'The memory node.';
@@ -848,8 +848,22 @@ CREATE POLICY admin_rows ON ruvllm.node_units TO ruvllm_admin USING (true) WITH 
 COMMENT ON POLICY tenant_rows ON ruvllm.node_units IS 'Unit vectors of memory nodes the session may see (row-level security of ruvllm.nodes).';
 COMMENT ON POLICY admin_rows ON ruvllm.node_units IS 'ruvllm_admin sees every tenant''s unit vectors.';
 
-GRANT SELECT, INSERT ON ruvllm.node_units TO ruvllm_user;
+GRANT SELECT, INSERT, UPDATE ON ruvllm.node_units TO ruvllm_user;
 GRANT ALL ON ruvllm.node_units TO ruvllm_admin;
 -- Dumped with the nodes (a restore does not embed again). The upgraded database's nodes have no
--- rows: their units are embedded by the requests that score them, as in 0.2.0.
+-- rows: their units are embedded by the requests that score them, as in 0.2.0, until
+-- ruvllm_store_unit_vectors() has stored them.
 SELECT pg_catalog.pg_extension_config_dump('ruvllm.node_units', '');
+
+CREATE FUNCTION public.ruvllm_store_unit_vectors(max_nodes integer DEFAULT NULL) RETURNS bigint
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+from ruvllm import sqlglue, unit_vectors
+return sqlglue.call(plpy, unit_vectors.backfill, plpy, max_nodes, plpy.notice)
+$$;
+COMMENT ON FUNCTION public.ruvllm_store_unit_vectors(integer) IS
+    'Embeds and stores the evidence units'' vectors of the memory nodes the session may see that have none (nodes from before 0.3.0, or ingested with ruvllm.store_unit_vectors off), at most max_nodes of them (NULL: all), in batches of 256 with a NOTICE each; returns how many nodes it stored.';
+REVOKE ALL ON FUNCTION public.ruvllm_store_unit_vectors(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.ruvllm_store_unit_vectors(integer) TO ruvllm_admin, ruvllm_user;

@@ -375,7 +375,7 @@ COMMENT ON COLUMN ruvllm.node_access.hits IS 'How many searches returned it.';
 CREATE TABLE ruvllm.node_units (
     node_id  uuid PRIMARY KEY REFERENCES ruvllm.nodes (id) ON DELETE CASCADE,
     layout   smallint NOT NULL,
-    vectors  bytea STORAGE EXTERNAL NOT NULL CHECK (length(vectors) % 768 = 0 AND length(vectors) > 0)
+    vectors  bytea STORAGE EXTERNAL NOT NULL CHECK (length(vectors) % 768 = 0)
 );
 COMMENT ON TABLE ruvllm.node_units IS 'The vectors of each memory node''s evidence units (its sentences as ruvllm_query''s evidence stage reads them), embedded at ingestion while ruvllm.store_unit_vectors is on; a node without a row has its units embedded by the requests that score them.';
 COMMENT ON COLUMN ruvllm.node_units.node_id IS 'The memory node.';
@@ -536,6 +536,17 @@ return sqlglue.call(plpy, run)
 $$;
 COMMENT ON FUNCTION public.ruvllm_ingest_many(jsonb) IS
     'Bulk ingestion from a JSON array of {content, node_type, source, metadata} objects; returns one node id per object.';
+
+CREATE FUNCTION public.ruvllm_store_unit_vectors(max_nodes integer DEFAULT NULL) RETURNS bigint
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+if not GD.get("ruvllm_version"): plpy.execute("SELECT ruvllm._python_setup()")
+from ruvllm import sqlglue, unit_vectors
+return sqlglue.call(plpy, unit_vectors.backfill, plpy, max_nodes, plpy.notice)
+$$;
+COMMENT ON FUNCTION public.ruvllm_store_unit_vectors(integer) IS
+    'Embeds and stores the evidence units'' vectors of the memory nodes the session may see that have none (nodes from before 0.3.0, or ingested with ruvllm.store_unit_vectors off), at most max_nodes of them (NULL: all), in batches of 256 with a NOTICE each; returns how many nodes it stored.';
 
 CREATE FUNCTION public.ruvllm_link(src uuid, dst uuid, rel text, weight real DEFAULT 1.0)
 RETURNS void
@@ -1826,7 +1837,8 @@ GRANT EXECUTE ON FUNCTION
     public.ruvllm_generate(text, integer, text),
     public.ruvllm_embed(text), public.ruvllm_embed(text[]),
     public.ruvllm_ingest(text, text, text, jsonb), public.ruvllm_ingest_many(text[], text, text[], jsonb[]),
-    public.ruvllm_ingest_many(jsonb), public.ruvllm_link(uuid, uuid, text, real),
+    public.ruvllm_ingest_many(jsonb), public.ruvllm_store_unit_vectors(integer),
+    public.ruvllm_link(uuid, uuid, text, real),
     public.ruvllm_search(text, integer, integer, text, jsonb),
     public.ruvllm_query(text, text, jsonb), public.ruvllm_query_row(text, text, jsonb),
     public.ruvllm_route(text), public.ruvllm_feedback(uuid, integer, text),
@@ -1842,7 +1854,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT SELECT, INSERT, UPDATE ON ruvllm.nodes, ruvllm.node_access, ruvllm.sessions,
     ruvllm.response_cache TO ruvllm_user;
 GRANT SELECT, INSERT ON ruvllm.lexical_stats TO ruvllm_user;
-GRANT SELECT, INSERT ON ruvllm.node_units TO ruvllm_user;
+GRANT SELECT, INSERT, UPDATE ON ruvllm.node_units TO ruvllm_user;
 -- The witness log is read-only to users: ruvllm's library writes their rows and their ratings.
 GRANT SELECT ON ruvllm.witness TO ruvllm_user;
 GRANT SELECT ON ruvllm.models, ruvllm.policies, ruvllm.patterns TO ruvllm_user;

@@ -97,3 +97,39 @@ def for_units(units, node_ids, stored):
         vecs = stored.get(node_ids[u.node])
         out.append(vecs[u.ordinal] if vecs is not None and u.ordinal < len(vecs) else None)
     return out
+
+
+MAX_BACKFILL_BATCH = 256
+
+
+def backfill(plpy, limit=None, notice=None):
+    """Stores the unit vectors of the nodes the session may see that have none of today's layout
+    (nodes from before they were stored, ingested with ruvllm.store_unit_vectors off, or split
+    under another layout), at most limit of them (None: all), a batch of MAX_BACKFILL_BATCH nodes
+    a statement; returns how many nodes it stored."""
+    if limit is not None and limit < 0:
+        from . import errors
+        raise errors.invalid(f"limit must be at least 0, not {limit}")
+    pending = _plan(plpy, "pending", """
+        SELECT n.id, n.content FROM ruvllm.nodes n
+         WHERE NOT EXISTS (SELECT FROM ruvllm.node_units u WHERE u.node_id = n.id AND u.layout = $1)
+         ORDER BY n.id LIMIT $2""", ["smallint", "int"])
+    replace = _plan(plpy, "replace", """
+        INSERT INTO ruvllm.node_units (node_id, layout, vectors)
+        SELECT * FROM unnest($1::uuid[], $2::smallint[], $3::bytea[])
+            ON CONFLICT (node_id) DO UPDATE SET layout = EXCLUDED.layout, vectors = EXCLUDED.vectors""",
+                    ["uuid[]", "smallint[]", "bytea[]"])
+    done = 0
+    while limit is None or done < limit:
+        batch = MAX_BACKFILL_BATCH if limit is None else min(MAX_BACKFILL_BATCH, limit - done)
+        rows = plpy.execute(pending, [evidence.UNIT_LAYOUT, batch])
+        if not rows:
+            break
+        blobs = embed_nodes([r["content"] for r in rows])
+        # A node with no unit (no sentence) gets an empty row of today's layout: done, not pending.
+        plpy.execute(replace, [[r["id"] for r in rows], [evidence.UNIT_LAYOUT] * len(rows),
+                               [b if b is not None else b"" for b in blobs]])
+        done += len(rows)
+        if notice is not None:
+            notice(f"ruvllm_store_unit_vectors: {done} nodes")
+    return done

@@ -246,6 +246,16 @@ def test_ingest_stores_each_units_vector_and_the_request_scores_by_them(db):
     db.execute("SET ruvllm.store_unit_vectors = off")
     off = scalar(db, "SELECT ruvllm_ingest(%s)", ("Checkpoints are spread over checkpoint_timeout.",))
     assert scalar(db, "SELECT count(*) FROM ruvllm.node_units WHERE node_id = %s", (off,)) == 0
+    # ruvllm_store_unit_vectors stores what is missing: that node's, and those of the old layout.
+    pending = scalar(db, "SELECT count(*) FROM ruvllm.nodes")
+    assert scalar(db, "SELECT ruvllm_store_unit_vectors(2)") == 2
+    assert scalar(db, "SELECT ruvllm_store_unit_vectors()") == pending - 2
+    assert scalar(db, "SELECT ruvllm_store_unit_vectors()") == 0
+    assert scalar(db, "SELECT count(*) FROM ruvllm.node_units WHERE layout = %s",
+                  (evidence.UNIT_LAYOUT,)) == pending
+    assert WITNESS_FACT in ask(db, q + "   ", constraints={"model": "extractive"})["text"]
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SELECT ruvllm_store_unit_vectors(-1)")
     # A rolled-back ingest leaves no unit vectors behind, and a deleted node takes its row along.
     db.execute("RESET ruvllm.store_unit_vectors")
     before = scalar(db, "SELECT count(*) FROM ruvllm.node_units")
