@@ -308,10 +308,15 @@ def cache_key(sections):
     for s in sections:
         h.update(json.dumps(document(s), sort_keys=True).encode())
     for f in ("sql/ruvllm.sql", "ruvllm.control", "python/ruvllm/memory.py",
-              "python/ruvllm/textutil.py", "python/ruvllm/embedding.py", "python/ruvllm/graph.py"):
+              "python/ruvllm/textutil.py", "python/ruvllm/embedding.py", "python/ruvllm/graph.py",
+              "python/ruvllm/unit_vectors.py"):
         p = REPO / f
         if p.exists():
             h.update(p.read_bytes())
+    # The stored unit vectors are split as evidence.py's layout says (not the whole module: its
+    # scoring changes what is asked, not what is stored).
+    layout = re.search(r"^UNIT_LAYOUT = (\d+)", (REPO / "python/ruvllm/evidence.py").read_text(), re.M)
+    h.update(f"unit layout {layout.group(1) if layout else None}".encode())
     return h.hexdigest()[:16]
 
 
